@@ -1,0 +1,139 @@
+"""The `dream-graph` command: run the loop from a terminal, with progress and a table of checks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dream_graph.errors import ConfigError, DreamGraphError
+from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
+
+app = typer.Typer(help="Turn a plain-language request into checked code with an LLM.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def fail_usage(message: str) -> typer.Exit:
+    """One line on stderr and exit status 2: what is wrong and how to fix it."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def to_jsonable(state: dict[str, Any]) -> dict[str, Any]:
+    """The output state as plain JSON (messages as role/content pairs)."""
+    result = dict(state)
+    result["messages"] = [
+        {"role": getattr(m, "type", "unknown"), "content": m.content if isinstance(m.content, str) else str(m.content)}
+        for m in state.get("messages") or []
+    ]
+    return result
+
+
+def checks_table(state: dict[str, Any]) -> Table:
+    """One row per evaluator per cycle."""
+    table = Table(title="Checks", show_lines=False)
+    for col in ("cycle", "evaluator", "result", "findings"):
+        table.add_column(col)
+    for ev in sorted(state.get("evaluations") or [], key=lambda e: (e["cycle"], e["evaluator"])):
+        found = "\n".join(
+            f"[{f['rule']}] line {f['line']}: {f['message']}" if f.get("line") else f"[{f['rule']}] {f['message']}"
+            for f in ev["findings"]
+        )
+        table.add_row(str(ev["cycle"]), ev["evaluator"], "[green]pass[/]" if ev["passed"] else "[red]FAIL[/]", found or "-")
+    return table
+
+
+def run_graph(prompt: str, context: dict[str, Any], show_progress: bool) -> dict[str, Any]:
+    """Stream the graph's updates so the user sees each step as it happens."""
+    from dream_graph.graph import graph
+
+    final: dict[str, Any] = {}
+    with err.status("starting", spinner="dots") if show_progress else _nullcontext() as status:
+        for mode, chunk in graph.stream({"prompt": prompt}, context=context, stream_mode=["updates", "values"]):
+            if mode == "values":
+                final = chunk
+            elif show_progress and status is not None:
+                for node, update in chunk.items():
+                    label = node
+                    if node == "generate" and isinstance(update, dict):
+                        label = f"generated reply {update.get('cycles')} with {update.get('model')}"
+                    elif node.startswith("evaluate_") and isinstance(update, dict):
+                        ev = (update.get("evaluations") or [{}])[0]
+                        label = f"{ev.get('evaluator')}: {'pass' if ev.get('passed') else 'FAIL'}"
+                    err.print(f"  [dim]•[/] {label}", highlight=False)
+                    status.update(label)
+    return final
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@app.callback()
+def _root() -> None:
+    """Turn a plain-language request into checked code with an LLM."""
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="What the code should do, in plain language."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="auto, offline, openai:<model>, cohere:<model>."),
+    max_cycles: Optional[int] = typer.Option(None, "--max-cycles", min=1, max=20, help="Most LLM generations."),
+    evaluators: Optional[str] = typer.Option(None, "--evaluators", help="Comma-separated evaluator names."),
+    as_json: bool = typer.Option(False, "--json", help="Print the output state as one JSON object, nothing else."),
+) -> None:
+    """Generate code for PROMPT, check it, and repair it until it passes."""
+    from dream_graph.context import Context
+    from dream_graph.llm import load_chat_model, resolve_model_spec
+    from dream_graph.prompts import validate_request
+
+    try:
+        validate_request(prompt)
+        ctx = Context(
+            **{k: v for k, v in {"model": model, "max_cycles": max_cycles, "evaluators": evaluators}.items() if v is not None}
+        )
+        spec = resolve_model_spec(ctx.model)
+        load_chat_model(spec, temperature=ctx.temperature, max_tokens=ctx.max_tokens)  # fail fast on a missing key
+        ctx.model = spec
+    except (ConfigError, ValueError) as exc:
+        raise fail_usage(str(exc)) from None
+    if spec == OFFLINE_MODEL_ID:
+        err.print(f"[bold yellow]Using the {OFFLINE_LABEL}.[/] Set OPENAI_API_KEY or DREAM_GRAPH_MODEL for a real LLM.")
+    try:
+        state = run_graph(prompt, ctx.__dict__, show_progress=not as_json)
+    except DreamGraphError as exc:
+        raise fail_usage(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(to_jsonable(state), default=str) + "\n")
+    else:
+        out.print(state.get("response") or "", markup=False, highlight=False, soft_wrap=True)
+        out.print(checks_table(state))
+        status = state.get("status")
+        colour = "green" if status == "passed" else "red"
+        out.print(
+            f"[bold {colour}]{status}[/] after {state.get('cycles')} cycle(s) with model {state.get('model')}"
+            + (f" (stop reason: {state.get('stop_reason')})" if status != "passed" else "")
+            + (f"\n{state.get('error')}" if state.get("error") else ""),
+            highlight=False,
+        )
+    raise typer.Exit(EXIT_PASSED if state.get("status") == "passed" else EXIT_FAILED)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

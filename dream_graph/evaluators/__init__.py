@@ -1,0 +1,33 @@
+"""Checks run on every generated reply, each as a parallel branch of the graph."""
+
+from __future__ import annotations
+
+from dream_graph.evaluators.base import (
+    EvalInput,
+    Evaluator,
+    finding,
+    get_evaluator,
+    get_registry,
+    is_blocking,
+    register,
+)
+
+
+def builtin_evaluators() -> list[Evaluator]:
+    """The evaluators shipped with dream_graph."""
+    from dream_graph.evaluators.security import SecurityEvaluator
+    from dream_graph.evaluators.syntax import SyntaxEvaluator
+
+    return [SyntaxEvaluator(), SecurityEvaluator()]
+
+
+__all__ = [
+    "EvalInput",
+    "Evaluator",
+    "builtin_evaluators",
+    "finding",
+    "get_evaluator",
+    "get_registry",
+    "is_blocking",
+    "register",
+]

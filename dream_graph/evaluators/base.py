@@ -1,0 +1,90 @@
+"""The evaluator plugin protocol and its registry (built-ins plus `dream_graph.evaluators` entry points)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from dream_graph.state import Finding
+
+if TYPE_CHECKING:
+    from dream_graph.context import Context
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "dream_graph.evaluators"
+
+
+@dataclass
+class EvalInput:
+    """What an evaluator may look at besides the code: the rest of the reply and the run options."""
+
+    response: str = ""
+    config_yaml: str | None = None
+    options: Context | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """A check on generated code; an empty list of findings (or only "info" ones) means it passed."""
+
+    name: str
+
+    async def evaluate(self, code: str | None, context: EvalInput) -> list[Finding]: ...
+
+
+def finding(rule: str, message: str, line: int | None = None, severity: str = "error") -> Finding:
+    """Build a finding with the contract's four keys."""
+    return {"rule": rule, "line": line, "severity": severity, "message": message}
+
+
+def is_blocking(f: Finding) -> bool:
+    """Findings of severity "info" are reported but never fail a check."""
+    return f.get("severity") != "info"
+
+
+_REGISTRY: dict[str, Evaluator] = {}
+_LOADED = False
+
+
+def register(evaluator: Evaluator) -> Evaluator:
+    """Add an evaluator under its name (a later registration replaces an earlier one)."""
+    if not isinstance(evaluator, Evaluator):
+        raise TypeError(f"{evaluator!r} is not an evaluator: it needs `name` and `async evaluate(code, context)`")
+    _REGISTRY[evaluator.name] = evaluator
+    return evaluator
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from dream_graph.evaluators import builtin_evaluators
+
+    for ev in builtin_evaluators():
+        register(ev)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            register(obj() if isinstance(obj, type) else obj)
+        except Exception as exc:  # a broken plugin must not take the service down
+            log.warning("evaluator plugin %s could not be loaded: %s", ep.name, exc)
+
+
+def get_registry() -> dict[str, Evaluator]:
+    """Every evaluator known to this process, by name."""
+    _load()
+    return dict(_REGISTRY)
+
+
+def get_evaluator(name: str) -> Evaluator:
+    """Look an evaluator up by name, with the known names in the error."""
+    registry = get_registry()
+    try:
+        return registry[name]
+    except KeyError:
+        raise KeyError(f"unknown evaluator {name!r}; known: {', '.join(sorted(registry))}") from None

@@ -1,0 +1,41 @@
+"""Process-wide settings read from environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every environment variable dream_graph reads; the README's settings table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    model: str = Field(
+        "auto",
+        validation_alias="DREAM_GRAPH_MODEL",
+        description="`auto`, `offline`, `openai:<model>`, `cohere:<model>` or any `provider:model`.",
+    )
+    max_cycles: int = Field(3, ge=1, le=20, validation_alias="DREAM_GRAPH_MAX_CYCLES")
+    temperature: float = Field(0.1, ge=0.0, le=2.0, validation_alias="DREAM_GRAPH_TEMPERATURE")
+    max_tokens: int = Field(2048, ge=1, validation_alias="DREAM_GRAPH_MAX_TOKENS")
+    docs_dir: Path | None = Field(None, validation_alias="DREAM_GRAPH_DOCS_DIR")
+    max_prompt_chars: int = Field(8000, ge=1, validation_alias="DREAM_GRAPH_MAX_PROMPT_CHARS")
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    cohere_api_key: SecretStr | None = Field(None, validation_alias="COHERE_API_KEY")
+    cohere_base_url: str | None = Field(None, validation_alias="COHERE_BASE_URL")
+
+    github_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GITHUB_TOKEN", "GITHUB_ACCESS_TOKEN")
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the environment once; tests call `get_settings.cache_clear()` after changing it."""
+    return Settings()
