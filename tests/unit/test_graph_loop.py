@@ -1,0 +1,155 @@
+"""The QA loop driven by LangChain's fake chat models: routes, cycles, statuses and fix messages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+
+from dream_graph import build_graph
+from dream_graph.errors import PromptError
+
+CLEAN = '''```python
+def add(a: int, b: int) -> int:
+    return a + b
+```
+
+```yaml
+pipeline:
+  name: adder
+```
+'''
+SYNTAX_ERROR = "```python\ndef add(a, b)\n    return a + b\n```\n"
+BANDIT = "```python\nimport subprocess\n\n\ndef run(cmd):\n    return subprocess.call(cmd, shell=True)\n```\n"
+NO_CODE = "I cannot help with that, but here is some prose without any code block."
+
+
+def fake(*replies: str) -> GenericFakeChatModel:
+    return GenericFakeChatModel(messages=iter([AIMessage(r) for r in replies]))
+
+
+def run(model, prompt: str = "write an adder", **context):
+    graph = build_graph(chat_model=model)
+    return graph.invoke({"prompt": prompt}, context=context or None)
+
+
+def fix_messages(state) -> list[str]:
+    return [m.content for m in state["messages"] if isinstance(m, HumanMessage)][1:]
+
+
+def test_passes_at_once():
+    state = run(fake(CLEAN))
+    assert state["status"] == "passed"
+    assert state["stop_reason"] == "passed"
+    assert state["cycles"] == 1
+    assert state["code"].startswith("def add")
+    assert "name: adder" in state["config_yaml"]
+    assert {e["evaluator"] for e in state["evaluations"]} == {"syntax", "security"}
+    assert all(e["passed"] and e["cycle"] == 1 for e in state["evaluations"])
+    assert fix_messages(state) == []
+    assert state["model"].startswith("generic-fake-chat-model")
+
+
+def test_syntax_error_then_pass_sends_fix_with_line_and_rule():
+    state = run(fake(SYNTAX_ERROR, CLEAN))
+    assert (state["status"], state["cycles"]) == ("passed", 2)
+    first = [e for e in state["evaluations"] if e["cycle"] == 1]
+    syntax = next(e for e in first if e["evaluator"] == "syntax")
+    assert not syntax["passed"] and syntax["findings"][0]["rule"] == "E999"
+    assert syntax["findings"][0]["line"] == 1
+    security = next(e for e in first if e["evaluator"] == "security")
+    assert not security["passed"], "unparsable code must never pass the security check"
+    (fix,) = fix_messages(state)
+    assert "[E999] line 1" in fix and "def add(a, b)" in fix
+    assert "full response" in fix.lower() or "restate" in fix.lower()
+
+
+def test_bandit_finding_then_pass():
+    state = run(fake(BANDIT, CLEAN))
+    assert (state["status"], state["cycles"]) == ("passed", 2)
+    security = next(e for e in state["evaluations"] if e["cycle"] == 1 and e["evaluator"] == "security")
+    rules = {f["rule"] for f in security["findings"]}
+    assert "B602" in rules
+    b602 = next(f for f in security["findings"] if f["rule"] == "B602")
+    assert b602["line"] == 5 and b602["severity"] == "high"
+    (fix,) = fix_messages(state)
+    assert "[B602] line 5" in fix
+    assert "subprocess.call(cmd, shell=True)" in fix
+
+
+def test_fails_every_time_until_max_cycles():
+    bad = [f"```python\ndef f{i}(:\n    pass\n```" for i in range(3)]  # different lines, so progress is seen
+    state = run(fake(*bad, CLEAN), max_cycles=3)
+    assert state["status"] == "failed"
+    assert state["stop_reason"] == "max_cycles"
+    assert state["cycles"] == 3
+    assert len(fix_messages(state)) == 2
+    assert {e["cycle"] for e in state["evaluations"]} == {1, 2, 3}
+
+
+def test_identical_findings_stop_early():
+    state = run(fake(SYNTAX_ERROR, SYNTAX_ERROR, CLEAN), max_cycles=5)
+    assert state["status"] == "failed"
+    assert state["stop_reason"] == "no_progress"
+    assert state["cycles"] == 2
+
+
+def test_reply_without_code_is_a_syntax_finding():
+    state = run(fake(NO_CODE, CLEAN))
+    assert state["status"] == "passed" and state["cycles"] == 2
+    syntax = next(e for e in state["evaluations"] if e["cycle"] == 1 and e["evaluator"] == "syntax")
+    assert syntax["findings"][0]["rule"] == "no-code"
+    assert "no python code block" in syntax["findings"][0]["message"]
+    assert "no python code block" in fix_messages(state)[0]
+
+
+def test_options_through_configurable():
+    graph = build_graph(chat_model=fake(SYNTAX_ERROR, BANDIT, CLEAN))
+    state = graph.invoke({"prompt": "x"}, config={"configurable": {"max_cycles": 2, "evaluators": ["syntax"]}})
+    # only syntax runs, so the Bandit-flagged second reply passes
+    assert state["cycles"] == 2 and state["status"] == "passed"
+    assert {e["evaluator"] for e in state["evaluations"]} == {"syntax"}
+    assert "shell=True" in state["code"]
+
+
+def test_route_taken_and_evaluators_in_one_parallel_step():
+    graph = build_graph(chat_model=fake(SYNTAX_ERROR, CLEAN))
+    steps: dict[str, list[int]] = {}
+    for event in graph.stream({"prompt": "x"}, stream_mode="debug"):
+        if event["type"] == "task":
+            steps.setdefault(event["payload"]["name"], []).append(event["step"])
+    order = sorted(steps, key=lambda n: steps[n][0])
+    assert order[:4] == ["retrieve_docs", "build_prompt", "generate", "extract"]
+    assert steps["generate"] == [3, 7] and steps["decide"] == [6, 10]
+    assert steps["evaluate_syntax"] == steps["evaluate_security"] == [5, 9]
+
+
+def test_async_invoke_matches_sync():
+    graph = build_graph(chat_model=fake(BANDIT, CLEAN))
+    state = asyncio.run(graph.ainvoke({"prompt": "x"}))
+    assert (state["status"], state["cycles"]) == ("passed", 2)
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "x" * 8001])
+def test_bad_prompts_are_refused_with_a_reason(prompt):
+    with pytest.raises(PromptError, match="prompt is (empty|8001 characters)"):
+        run(fake(CLEAN), prompt=prompt)
+
+
+def test_unknown_evaluator_is_named():
+    with pytest.raises(Exception, match="unknown evaluator.*nope"):
+        run(fake(CLEAN), evaluators=["syntax", "nope"])
+
+
+def test_provider_failure_ends_as_error_and_keeps_state():
+    class Boom(GenericFakeChatModel):
+        def _generate(self, *a, **k):
+            raise ConnectionError("provider unreachable")
+
+    state = run(Boom(messages=iter([])))
+    assert state["status"] == "error"
+    assert "provider unreachable" in state["error"]
+    assert state["cycles"] == 1
+    assert len(state["messages"]) == 2  # the prompt is kept
