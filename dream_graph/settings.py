@@ -26,6 +26,30 @@ class Settings(BaseSettings):
     max_tokens: int = Field(2048, ge=1, validation_alias="DREAM_GRAPH_MAX_TOKENS")
     docs_dir: Path | None = Field(None, validation_alias="DREAM_GRAPH_DOCS_DIR")
     max_prompt_chars: int = Field(8000, ge=1, validation_alias="DREAM_GRAPH_MAX_PROMPT_CHARS")
+    eval_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        validation_alias="DREAM_GRAPH_EVAL_PROCESSES",
+        description="Worker processes for CPU-bound checks (Bandit); 0 runs them in a thread.",
+    )
+    pipelines: Path | None = Field(
+        None, validation_alias="DREAM_GRAPH_PIPELINES", description="pipelines.toml to read; unset = the shipped one."
+    )
+    timeout: float = Field(60.0, gt=0, validation_alias="DREAM_GRAPH_TIMEOUT", description="Seconds per LLM request.")
+    max_retries: int = Field(
+        2, ge=0, le=10, validation_alias="DREAM_GRAPH_MAX_RETRIES", description="Retries per LLM request on 429/5xx/timeouts."
+    )
+    db: str | None = Field(
+        None,
+        validation_alias="DREAM_GRAPH_DB",
+        description="Run store: unset = a SQLite file in the user data dir; a path, a SQLAlchemy URL; `off` disables.",
+    )
+    api_key: SecretStr | None = Field(None, validation_alias="DREAM_GRAPH_API_KEY")
+    max_concurrent_runs: int = Field(8, ge=1, validation_alias="DREAM_GRAPH_MAX_CONCURRENT_RUNS")
+    max_queued_runs: int = Field(32, ge=0, validation_alias="DREAM_GRAPH_MAX_QUEUED_RUNS")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    github_webhook_secret: SecretStr | None = Field(None, validation_alias="GITHUB_WEBHOOK_SECRET")
 
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import ast
 import logging
 import os
 import tempfile
@@ -11,6 +9,7 @@ from functools import lru_cache
 
 from dream_graph.evaluators.base import EvalInput, finding
 from dream_graph.state import Finding
+from dream_graph.workers import run_cpu
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +33,12 @@ def scan(
     skip: tuple[str, ...] | list[str] = ("B101",),
 ) -> list[Finding]:
     """Run Bandit's tests on `code`; refuse to call unparsable code clean (Bandit would skip it silently)."""
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError) as exc:
-        return [finding(NOT_SCANNED_RULE, f"Bandit cannot scan code that does not parse ({exc}); fix the syntax first")]
     from bandit.core import manager as b_manager
 
     manager = b_manager.BanditManager(_bandit_config(), "file", profile={"exclude": list(skip)})
     fd, path = tempfile.mkstemp(suffix=".py", prefix="dream_graph_")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
             fh.write(code)
         manager.discover_files([path])
         manager.run_tests()
@@ -51,7 +46,7 @@ def scan(
         os.unlink(path)
     if manager.skipped:
         reasons = "; ".join(reason for _, reason in manager.skipped)
-        return [finding(NOT_SCANNED_RULE, f"Bandit skipped the code: {reasons}")]
+        return [finding(NOT_SCANNED_RULE, f"Bandit could not scan the code ({reasons}); fix the syntax first")]
     results = manager.get_issue_list(sev_level=severity.upper(), conf_level=confidence.upper())
     return [
         finding(
@@ -74,7 +69,5 @@ class SecurityEvaluator:
             return [finding(NOT_SCANNED_RULE, "no python code to scan")]
         opts = context.options
         if opts is None:
-            return await asyncio.to_thread(scan, code)
-        return await asyncio.to_thread(
-            scan, code, opts.bandit_severity, opts.bandit_confidence, tuple(opts.bandit_skip)
-        )
+            return await run_cpu(scan, code)
+        return await run_cpu(scan, code, opts.bandit_severity, opts.bandit_confidence, tuple(opts.bandit_skip))

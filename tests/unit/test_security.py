@@ -44,3 +44,18 @@ def test_syntax_check():
     assert f["rule"] == "E999" and f["line"] == 1
     assert check_syntax("x = '\\x00'") == []
     assert check_syntax("x = 1\x00")[0]["rule"] == "E999"
+
+
+def test_process_pool_gives_the_same_findings(monkeypatch):
+    from dream_graph.settings import get_settings
+    from dream_graph.workers import _process_pool, shutdown_pool
+
+    monkeypatch.setenv("DREAM_GRAPH_EVAL_PROCESSES", "1")
+    get_settings.cache_clear()
+    try:
+        found = asyncio.run(SecurityEvaluator().evaluate(RISKY, EvalInput()))
+        pool = _process_pool()
+        assert pool is not None and pool._max_workers == 1
+    finally:
+        shutdown_pool()
+    assert [f["rule"] for f in found] == [f["rule"] for f in scan(RISKY)]

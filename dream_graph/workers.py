@@ -1,0 +1,47 @@
+"""Where CPU-bound checks run: a thread by default, or a process pool (set DREAM_GRAPH_EVAL_PROCESSES) to use every core."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from dream_graph.settings import get_settings
+
+T = TypeVar("T")
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _process_pool() -> ProcessPoolExecutor | None:
+    """The shared pool, started on first use; `spawn` so worker start-up is safe in a threaded server."""
+    global _pool
+    workers = get_settings().eval_processes
+    if workers <= 0:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
+async def run_cpu(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a CPU-bound, picklable function off the event loop."""
+    pool = _process_pool()
+    if pool is None:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args, **kwargs))
+
+
+def shutdown_pool() -> None:
+    """Stop the worker processes (server shutdown, tests)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
