@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dream_graph.errors import ConfigError, DreamGraphError
@@ -22,7 +23,7 @@ EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def fail_usage(message: str) -> typer.Exit:
     """One line on stderr and exit status 2: what is wrong and how to fix it."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -50,16 +51,40 @@ def checks_table(state: dict[str, Any]) -> Table:
     return table
 
 
-def run_graph(prompt: str, context: dict[str, Any], show_progress: bool) -> dict[str, Any]:
-    """Stream the graph's updates so the user sees each step as it happens."""
+def run_graph(
+    prompt: str | None, context: dict[str, Any], show_progress: bool, *, thread: str | None = None, pipeline: str | None = None
+) -> dict[str, Any]:
+    """Run the graph; with `thread`, checkpointed under that id (`prompt` None resumes the thread's interrupted run)."""
     from dream_graph.graph import graph
 
+    config: dict[str, Any] = {"configurable": {"pipeline": pipeline}} if pipeline else {}
+    inputs = {"prompt": prompt} if prompt is not None else None
+    if thread is None:
+        return stream_graph(graph, inputs, config, context, show_progress)
+    from dream_graph.checkpoint import open_checkpointer, thread_config
+    from dream_graph.graph import build_graph
+
+    with open_checkpointer() as saver:
+        return stream_graph(build_graph(checkpointer=saver), inputs, thread_config(thread, config), context, show_progress)
+
+
+def stream_graph(
+    graph: Any, inputs: dict[str, Any] | None, config: dict[str, Any], context: dict[str, Any], show_progress: bool
+) -> dict[str, Any]:
+    """Stream the graph's updates so the user sees each step as it happens."""
     final: dict[str, Any] = {}
+    tokens = 0
+    modes = ["updates", "values", "messages"] if show_progress else ["values"]
     with err.status("starting", spinner="dots") if show_progress else _nullcontext() as status:
-        for mode, chunk in graph.stream({"prompt": prompt}, context=context, stream_mode=["updates", "values"]):
+        for mode, chunk in graph.stream(inputs, config, context=context, stream_mode=modes):
             if mode == "values":
                 final = chunk
+            elif mode == "messages":
+                if status is not None and type(chunk[0]).__name__ == "AIMessageChunk":
+                    tokens += 1  # one streamed chunk of the model's reply, as it arrives
+                    status.update(f"generating: {tokens} tokens received")
             elif show_progress and status is not None:
+                tokens = 0
                 for node, update in chunk.items():
                     label = node
                     if node == "generate" and isinstance(update, dict):
@@ -87,33 +112,53 @@ def _root() -> None:
 
 @app.command()
 def generate(
-    prompt: str = typer.Argument(..., help="What the code should do, in plain language."),
+    prompt: Optional[str] = typer.Argument(None, help="What the code should do, in plain language."),
+    pipeline: Optional[str] = typer.Option(
+        None, "--pipeline", "-p", help="A named pipeline from pipelines.toml (DREAM_GRAPH_PIPELINES); options override it."
+    ),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="auto, offline, openai:<model>, cohere:<model>."),
     max_cycles: Optional[int] = typer.Option(None, "--max-cycles", min=1, max=20, help="Most LLM generations."),
     evaluators: Optional[str] = typer.Option(None, "--evaluators", help="Comma-separated evaluator names."),
+    docs_budget: Optional[int] = typer.Option(
+        None, "--docs-budget", min=0, help="Most documentation tokens in the prompt (default 6000); 0 = all docs."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the output state as one JSON object, nothing else."),
+    thread: Optional[str] = typer.Option(
+        None, "--thread", help="Checkpoint the run under this thread id (in DREAM_GRAPH_DB) so it can be resumed."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run of --thread instead of PROMPT."),
 ) -> None:
     """Generate code for PROMPT, check it, and repair it until it passes."""
     from dream_graph.context import Context
-    from dream_graph.llm import load_chat_model, resolve_model_spec
+    from dream_graph.llm import load_chain, resolve_model_spec
+    from dream_graph.pipelines import get_pipeline
     from dream_graph.prompts import validate_request
 
     try:
-        validate_request(prompt)
-        ctx = Context(
-            **{k: v for k, v in {"model": model, "max_cycles": max_cycles, "evaluators": evaluators}.items() if v is not None}
-        )
+        if resume and not thread:
+            raise ConfigError("--resume needs --thread ID: the thread whose interrupted run to continue")
+        if resume and prompt is not None:
+            raise ConfigError("give either PROMPT or --resume, not both")
+        if not resume:
+            validate_request(prompt or "")
+        options = {"model": model, "max_cycles": max_cycles, "evaluators": evaluators, "docs_budget": docs_budget}
+        defaults = get_pipeline(pipeline).context_values() if pipeline else {}
+        ctx = Context(**{**defaults, **{k: v for k, v in options.items() if v is not None}})
         spec = resolve_model_spec(ctx.model)
-        load_chat_model(spec, temperature=ctx.temperature, max_tokens=ctx.max_tokens)  # fail fast on a missing key
+        load_chain(  # fail fast on a missing key, for the fallbacks too
+            spec, ctx.fallbacks, temperature=ctx.temperature, max_tokens=ctx.max_tokens, timeout=ctx.timeout
+        )
         ctx.model = spec
     except (ConfigError, ValueError) as exc:
         raise fail_usage(str(exc)) from None
     if spec == OFFLINE_MODEL_ID:
         err.print(f"[bold yellow]Using the {OFFLINE_LABEL}.[/] Set OPENAI_API_KEY or DREAM_GRAPH_MODEL for a real LLM.")
     try:
-        state = run_graph(prompt, ctx.__dict__, show_progress=not as_json)
+        state = run_graph(prompt, ctx.__dict__, show_progress=not as_json, thread=thread, pipeline=pipeline)
     except DreamGraphError as exc:
         raise fail_usage(str(exc)) from None
+    for warning in state.get("docs_warnings") or []:
+        err.print(f"[bold yellow]docs:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps(to_jsonable(state), default=str) + "\n")
     else:
@@ -128,6 +173,19 @@ def generate(
             highlight=False,
         )
     raise typer.Exit(EXIT_PASSED if state.get("status") == "passed" else EXIT_FAILED)
+
+
+from dream_graph.cli_serve import serve_app  # noqa: E402
+
+app.add_typer(serve_app, name="serve")
+
+from dream_graph.cli_runs import runs_app  # noqa: E402
+
+app.add_typer(runs_app, name="runs")
+
+from dream_graph.cli_docs import docs_app  # noqa: E402
+
+app.add_typer(docs_app, name="docs")
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ from langchain_core.runnables import RunnableConfig
 
 from dream_graph.settings import get_settings
 
-DEFAULT_EVALUATORS: tuple[str, ...] = ("syntax", "security")
+DEFAULT_EVALUATORS: tuple[str, ...] = ("syntax", "security", "lint", "config")
+LINT_STRICTNESS: tuple[str, ...] = ("errors", "security", "all")
 
 
 @dataclass(kw_only=True)
@@ -32,6 +33,26 @@ class Context:
         default_factory=lambda: get_settings().max_tokens,
         metadata={"description": "Most tokens the model may write per reply."},
     )
+    fallbacks: list[str] = field(
+        default_factory=list,
+        metadata={"description": "Model specs to try in order when `model` keeps failing (after its retries)."},
+    )
+    timeout: float = field(
+        default_factory=lambda: get_settings().timeout,
+        metadata={"description": "Seconds to wait for one LLM request."},
+    )
+    max_retries: int = field(
+        default_factory=lambda: get_settings().max_retries,
+        metadata={"description": "Retries per LLM request on 429, 5xx and timeouts (exponential backoff, Retry-After)."},
+    )
+    docs: str | None = field(
+        default=None,
+        metadata={"description": "Docs source: bundled, local:<dir> or github:owner/repo@branch:path (unset = env)."},
+    )
+    docs_budget: int = field(
+        default_factory=lambda: get_settings().docs_budget,
+        metadata={"description": "Most documentation tokens in the prompt (core API always kept); 0 = all docs."},
+    )
     evaluators: list[str] = field(
         default_factory=lambda: list(DEFAULT_EVALUATORS),
         metadata={"description": "Names of the evaluators to run on every reply."},
@@ -46,6 +67,23 @@ class Context:
         default_factory=lambda: ["B101"],
         metadata={"description": "Bandit test ids to skip (B101, assert, by default)."},
     )
+    lint_strictness: str = field(
+        default="errors",
+        metadata={"description": "Which Ruff findings fail: errors (code that breaks), security (+ S rules), all."},
+    )
+    autofix: bool = field(
+        default=True,
+        metadata={"description": "Apply Ruff's safe fixes (unused imports, ...) before the checks, not via the LLM."},
+    )
+    token_budget: int = field(
+        default_factory=lambda: get_settings().token_budget,
+        metadata={"description": "Most tokens (approximate) one run may send to and get from the model, all cycles."},
+    )
+    sandbox_timeout: float = field(
+        default=5.0, metadata={"description": "Wall-clock seconds the sandbox evaluator allows the import."}
+    )
+    sandbox_cpu_seconds: int = field(default=2, metadata={"description": "CPU seconds the sandbox child may use."})
+    sandbox_memory_mb: int = field(default=512, metadata={"description": "Address space (MB) of the sandbox child."})
 
     def __post_init__(self) -> None:
         """Fail at the start of a run, not in the middle of it, on options that cannot work."""
@@ -58,6 +96,32 @@ class Context:
             setattr(self, name, value)
         if isinstance(self.evaluators, str):
             self.evaluators = [e.strip() for e in self.evaluators.split(",") if e.strip()]
+        self._check_evaluation_options()
+        if isinstance(self.fallbacks, str):
+            self.fallbacks = [m.strip() for m in self.fallbacks.split(",") if m.strip()]
+        if float(self.timeout) <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout}")
+        if not 0 <= int(self.max_retries) <= 10:
+            raise ValueError(f"max_retries must be between 0 and 10, got {self.max_retries}")
+        if int(self.docs_budget) < 0:
+            raise ValueError(f"docs_budget must be 0 (all docs) or a positive number of tokens, got {self.docs_budget}")
+        self.docs_budget = int(self.docs_budget)
+
+    def _check_evaluation_options(self) -> None:
+        """Lint, repair-budget and sandbox options, checked before any work is spent."""
+        self.lint_strictness = str(self.lint_strictness).lower()
+        if self.lint_strictness not in LINT_STRICTNESS:
+            raise ValueError(f"lint_strictness must be one of {', '.join(LINT_STRICTNESS)}, got {self.lint_strictness!r}")
+        if isinstance(self.autofix, str):
+            self.autofix = self.autofix.strip().lower() in ("1", "true", "yes", "on")
+        if int(self.token_budget) < 1:
+            raise ValueError(f"token_budget must be a positive number of tokens, got {self.token_budget}")
+        if not 0 < float(self.sandbox_timeout) <= 300:
+            raise ValueError(f"sandbox_timeout must be between 0 and 300 seconds, got {self.sandbox_timeout}")
+        if not 1 <= int(self.sandbox_cpu_seconds) <= 300:
+            raise ValueError(f"sandbox_cpu_seconds must be between 1 and 300, got {self.sandbox_cpu_seconds}")
+        if not 64 <= int(self.sandbox_memory_mb) <= 65536:
+            raise ValueError(f"sandbox_memory_mb must be between 64 and 65536, got {self.sandbox_memory_mb}")
 
     @classmethod
     def from_run(cls, context: Any, config: RunnableConfig | None = None) -> Context:

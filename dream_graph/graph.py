@@ -16,35 +16,43 @@ from langchain_core.runnables import RunnableLambda
 
 from dream_graph.aio import run_sync
 from dream_graph.context import Context, run_options
-from dream_graph.docs import Section, count_tokens, docs_holder
+from dream_graph.docs import check_run_source, count_tokens, docs_for
 from dream_graph.errors import ConfigError
 from dream_graph.evaluators import EvalInput, finding, get_registry, is_blocking
 from dream_graph.extract import extract_python, extract_yaml
-from dream_graph.llm import load_chat_model, model_id, resolve_model_spec
+from dream_graph.llm import Outcome, acall_models, call_models, load_chain, model_id
+from dream_graph.pipelines import Pipeline, get_pipeline
 from dream_graph.prompts import render, validate_request
-from dream_graph.repair import findings_signature, fix_message
-from dream_graph.sources import DocSet
+from dream_graph.repair import autofix, repair_step
 from dream_graph.state import Evaluation, InputState, OutputState, State
+from dream_graph.store import new_run_fields, record_safely
 
 
-def _docs_update(docset: DocSet, sections: list[Section]) -> dict[str, Any]:
+def _docs_update(prompt: str, ctx: Context) -> dict[str, Any]:
+    """This run's docs snapshot, taken once: a refresh during the run does not change its prompt."""
+    snapshot = docs_for(check_run_source(ctx.docs))
+    chosen = snapshot.select(prompt, ctx.docs_budget)
+    warnings = [*snapshot.docset.warnings, *chosen.warnings]
+    if not chosen.sections:
+        warnings.append(f"the documentation from {snapshot.docset.source} is empty: the prompt has no docs")
     return {
-        "documentation": "\n\n".join(s.text for s in sections),
-        "doc_sections": [{"path": s.path, "heading": s.heading, "tokens": s.tokens} for s in sections],
-        "docs_source": docset.source,
+        "documentation": "\n\n".join(s.text for s in chosen.sections),
+        "doc_sections": [{"path": s.path, "heading": s.heading, "tokens": s.tokens} for s in chosen.sections],
+        "docs_source": snapshot.docset.source,
+        "docs_warnings": warnings,
     }
 
 
-def retrieve_docs(state: State) -> dict[str, Any]:
-    """Ground the model in the framework's own docs so it does not invent APIs."""
+def retrieve_docs(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Ground the model in the framework's own docs: the sections that matter to this request, within budget."""
     validate_request(state.get("prompt") or "")
-    return _docs_update(*docs_holder.get())
+    return _docs_update(state["prompt"], run_options(config))
 
 
-async def aretrieve_docs(state: State) -> dict[str, Any]:
-    """Same as `retrieve_docs`, with the file reads off the event loop."""
+async def aretrieve_docs(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Same as `retrieve_docs`, with the first-use fetch and the ranking off the event loop."""
     validate_request(state.get("prompt") or "")
-    return _docs_update(*await asyncio.to_thread(docs_holder.get))
+    return await asyncio.to_thread(_docs_update, state["prompt"], run_options(config))
 
 
 def build_prompt(state: State) -> dict[str, Any]:
@@ -64,60 +72,72 @@ def build_prompt(state: State) -> dict[str, Any]:
         "status": "running",
         "stop_reason": None,
         "error": None,
+        "tokens_used": 0,
+        "autofixes": [],
+        **new_run_fields(),
     }
 
 
-def _model_for(config: RunnableConfig, chat_model: BaseChatModel | None) -> tuple[BaseChatModel, str | None]:
-    ctx = run_options(config)
+def _models_for(config: RunnableConfig, chat_model: BaseChatModel | None) -> list[tuple[str, BaseChatModel]]:
+    """The run's model and its fallbacks (cached by parameters, so cheap per cycle), or the caller's model."""
     if chat_model is not None:
-        return chat_model, None
-    spec = resolve_model_spec(ctx.model)
-    return load_chat_model(spec, temperature=ctx.temperature, max_tokens=ctx.max_tokens), spec
+        return [(model_id(chat_model), chat_model)]
+    ctx = run_options(config)
+    return load_chain(
+        ctx.model,
+        ctx.fallbacks,
+        temperature=ctx.temperature,
+        max_tokens=ctx.max_tokens,
+        timeout=ctx.timeout,
+        max_retries=ctx.max_retries,
+    )
 
 
-def _after_reply(state: State, model: BaseChatModel, spec: str | None, reply: Any) -> dict[str, Any]:
-    """A reply is appended to the conversation; an exception ends the run as `error` and keeps the state."""
+def _after_reply(state: State, outcome: Outcome) -> dict[str, Any]:
+    """A reply is appended to the conversation; a provider that kept failing ends the run as `error`."""
     cycle = state.get("cycles", 0) + 1
-    if isinstance(reply, BaseException):
+    update: dict[str, Any] = {"cycles": cycle, "model": outcome.spec, "llm_calls": [outcome.record(cycle)]}
+    if outcome.error is not None:
         return {
-            "cycles": cycle,
-            "model": model_id(model, spec),
+            **update,
             "status": "error",
             "stop_reason": "provider_error",
-            "error": f"{type(reply).__name__}: {reply}",
+            "error": str(outcome.error),
+            "provider_status": outcome.error.status,
         }
+    reply = outcome.reply
     return {
+        **update,
         "messages": [*state["messages"], reply],
         "response": reply.text if isinstance(reply.text, str) else str(reply.content),
-        "cycles": cycle,
-        "model": model_id(model, spec),
+        "provider_status": None,
     }
 
 
 def generate(state: State, config: RunnableConfig, *, chat_model: BaseChatModel | None = None) -> dict[str, Any]:
-    """Ask the model for a reply (or a fixed reply) to the conversation so far."""
-    model, spec = _model_for(config, chat_model)
-    try:
-        reply: Any = model.invoke(state["messages"], config)
-    except Exception as exc:  # any provider failure: keep the state, report it
-        reply = exc
-    return _after_reply(state, model, spec, reply)
+    """Ask the model (then its fallbacks) for a reply, or a fixed reply, to the conversation so far."""
+    return _after_reply(state, call_models(_models_for(config, chat_model), state["messages"], config))
 
 
 async def agenerate(state: State, config: RunnableConfig, *, chat_model: BaseChatModel | None = None) -> dict[str, Any]:
     """Same as `generate`, without blocking the event loop while the model answers."""
-    model, spec = _model_for(config, chat_model)
-    try:
-        reply: Any = await model.ainvoke(state["messages"], config)
-    except Exception as exc:  # any provider failure: keep the state, report it
-        reply = exc
-    return _after_reply(state, model, spec, reply)
+    return _after_reply(state, await acall_models(_models_for(config, chat_model), state["messages"], config))
 
 
-def extract(state: State) -> dict[str, Any]:
-    """Checks need the code and the config as separate texts."""
+def _extracted(state: State) -> dict[str, Any]:
     response = state.get("response") or ""
     return {"code": extract_python(response), "config_yaml": extract_yaml(response)}
+
+
+async def aextract(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Checks need the code and the config as separate texts; Ruff's safe fixes (if on) spare an LLM call."""
+    update = _extracted(state)
+    return {**update, **await autofix({**state, **update}, run_options(config).autofix)}
+
+
+def extract(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Same as `aextract`, for `graph.invoke`."""
+    return run_sync(aextract(state, config))
 
 
 def make_evaluator_node(name: str) -> RunnableLambda:
@@ -150,25 +170,14 @@ def make_evaluator_node(name: str) -> RunnableLambda:
 
 
 def decide(state: State, config: RunnableConfig) -> dict[str, Any]:
-    """Stop on success, on no progress or at max_cycles; otherwise ask for a fix."""
+    """Stop on success, max_cycles, no progress or an exhausted token budget; otherwise ask for a fix."""
     ctx = run_options(config)
-    cycle = state["cycles"]
-    evaluations = state.get("evaluations") or []
-    current = [e for e in evaluations if e["cycle"] == cycle]
-    if all(e["passed"] for e in current):
-        return {"status": "passed", "stop_reason": "passed"}
-    if cycle >= ctx.max_cycles:
-        return {"status": "failed", "stop_reason": "max_cycles"}
-    previous = [e for e in evaluations if e["cycle"] == cycle - 1]
-    if previous and findings_signature(current) == findings_signature(previous):
-        return {"status": "failed", "stop_reason": "no_progress"}
-    fix = fix_message(current, state.get("code"), cycle, ctx.max_cycles)
-    return {"messages": [*state["messages"], HumanMessage(fix)]}
+    return repair_step(dict(state), ctx.max_cycles, ctx.token_budget)
 
 
-def route_after_generate(state: State) -> Literal["extract", "__end__"]:
+def route_after_generate(state: State) -> Literal["extract", "record"]:
     """A provider error ends the run; a reply goes on to be checked."""
-    return END if state.get("status") == "error" else "extract"
+    return "record" if state.get("status") == "error" else "extract"
 
 
 def route_evaluators(state: State, config: RunnableConfig) -> list[str]:
@@ -181,14 +190,38 @@ def route_evaluators(state: State, config: RunnableConfig) -> list[str]:
     return [f"evaluate_{n}" for n in names] or ["decide"]
 
 
-def route_after_decide(state: State) -> Literal["generate", "__end__"]:
+def route_after_decide(state: State) -> Literal["generate", "record"]:
     """Loop back only while the run is still open."""
-    return "generate" if state.get("status") == "running" else END
+    return "generate" if state.get("status") == "running" else "record"
 
 
-def build_graph(*, chat_model: BaseChatModel | None = None, checkpointer: Any = None, name: str = "dream") -> CompiledStateGraph:
-    """Wire the loop; `chat_model` overrides the configured model (tests, notebooks)."""
-    builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
+def record(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Keep every finished run in the run store; a store failure is logged and counted, never fatal."""
+    return record_safely(state, config)
+
+
+async def arecord(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Same as `record`, with the database write off the event loop."""
+    return await asyncio.to_thread(record_safely, state, config)
+
+
+def build_graph(
+    *,
+    chat_model: BaseChatModel | None = None,
+    checkpointer: Any = None,
+    name: str | None = None,
+    pipeline: str | Pipeline | None = None,
+) -> CompiledStateGraph:
+    """Wire the loop; `chat_model` overrides the configured model (tests, notebooks).
+
+    `pipeline` (a name in pipelines.toml, or a `Pipeline`) bakes that pipeline's options in as the defaults of
+    the graph's context schema and of its `configurable`; a caller's runtime `context` or `configurable` keys
+    still override them.
+    """
+    if isinstance(pipeline, str):
+        pipeline = get_pipeline(pipeline)
+    context_schema = pipeline.context_schema() if pipeline else Context
+    builder = StateGraph(State, context_schema=context_schema, input_schema=InputState, output_schema=OutputState)
     builder.add_node("retrieve_docs", RunnableLambda(retrieve_docs, afunc=aretrieve_docs, name="retrieve_docs"))
     builder.add_node("build_prompt", build_prompt)
     builder.add_node(
@@ -197,20 +230,26 @@ def build_graph(*, chat_model: BaseChatModel | None = None, checkpointer: Any = 
             partial(generate, chat_model=chat_model), afunc=partial(agenerate, chat_model=chat_model), name="generate"
         ),
     )
-    builder.add_node("extract", extract)
+    builder.add_node("extract", RunnableLambda(extract, afunc=aextract, name="extract"))
     evaluator_nodes = [f"evaluate_{n}" for n in get_registry()]
     for node_name in evaluator_nodes:
         builder.add_node(node_name, make_evaluator_node(node_name.removeprefix("evaluate_")))
         builder.add_edge(node_name, "decide")
     builder.add_node("decide", decide)
+    builder.add_node("record", RunnableLambda(record, afunc=arecord, name="record"))
 
     builder.add_edge(START, "retrieve_docs")
     builder.add_edge("retrieve_docs", "build_prompt")
     builder.add_edge("build_prompt", "generate")
-    builder.add_conditional_edges("generate", route_after_generate, ["extract", END])
+    builder.add_conditional_edges("generate", route_after_generate, ["extract", "record"])
     builder.add_conditional_edges("extract", route_evaluators, [*evaluator_nodes, "decide"])
-    builder.add_conditional_edges("decide", route_after_decide, ["generate", END])
-    return builder.compile(checkpointer=checkpointer, name=name)
+    builder.add_conditional_edges("decide", route_after_decide, ["generate", "record"])
+    builder.add_edge("record", END)
+    compiled = builder.compile(checkpointer=checkpointer, name=name or (pipeline.name if pipeline else "dream"))
+    if pipeline is None:
+        return compiled
+    # `pipeline` names the run in the run store; Context ignores keys that are not run options.
+    return compiled.with_config(configurable={**pipeline.context_values(), "pipeline": pipeline.name})
 
 
 graph = build_graph()

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     max_tokens: int = Field(2048, ge=1, validation_alias="DREAM_GRAPH_MAX_TOKENS")
     docs_dir: Path | None = Field(None, validation_alias="DREAM_GRAPH_DOCS_DIR")
     max_prompt_chars: int = Field(8000, ge=1, validation_alias="DREAM_GRAPH_MAX_PROMPT_CHARS")
+    token_budget: int = Field(
+        100_000,
+        ge=1,
+        validation_alias="DREAM_GRAPH_TOKEN_BUDGET",
+        description="Most tokens (approximate) one run may send to and receive from the model, over all cycles.",
+    )
     eval_processes: int = Field(
         0,
         ge=0,
@@ -59,6 +65,24 @@ class Settings(BaseSettings):
     github_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("GITHUB_TOKEN", "GITHUB_ACCESS_TOKEN")
     )
+
+    docs_source: str | None = Field(
+        None,
+        validation_alias="DREAM_GRAPH_DOCS_SOURCE",
+        description="Docs source spec: bundled, local:<dir>, github, github:<owner>/<repo>[@<branch>][:<path>,...].",
+    )
+    docs_budget: int = Field(6000, ge=0, validation_alias="DREAM_GRAPH_DOCS_BUDGET")
+    docs_core_headings: str = Field(
+        r"node api|implementing a node|pipeline configuration|top-level keys|node definition|dataset definition",
+        validation_alias="DREAM_GRAPH_DOCS_CORE_HEADINGS",
+        description="Regex (case-insensitive) on section headings that are always kept in the prompt.",
+    )
+    cache_dir: Path | None = Field(None, validation_alias="DREAM_GRAPH_CACHE_DIR")
+    github_api_url: str = Field("https://api.github.com", validation_alias="GITHUB_API_URL")
+    github_timeout: int = Field(15, ge=1, le=300, validation_alias="DREAM_GRAPH_GITHUB_TIMEOUT")
+    docs_fetch_attempts: int = Field(3, ge=1, le=10, validation_alias="DREAM_GRAPH_DOCS_FETCH_ATTEMPTS")
+    docs_retry_wait: float = Field(1.0, ge=0.0, le=60.0, validation_alias="DREAM_GRAPH_DOCS_RETRY_WAIT")
+    docs_rate_limit_max_wait: float = Field(60.0, ge=0.0, validation_alias="DREAM_GRAPH_DOCS_RATE_LIMIT_MAX_WAIT")
 
 
 @lru_cache(maxsize=1)

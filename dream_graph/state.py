@@ -38,6 +38,27 @@ class DocSection(TypedDict):
     tokens: int
 
 
+class LLMCall(TypedDict):
+    """One generate step: which model answered (or failed last), how long it took and what it cost."""
+
+    cycle: int
+    model: str
+    latency_ms: float
+    input_tokens: int | None
+    output_tokens: int | None
+    ok: bool
+    error: str | None
+    failed_over: NotRequired[list[str]]
+
+
+class AutoFix(TypedDict):
+    """Safe fixes applied to a cycle's code before the checks, without an LLM call."""
+
+    cycle: int
+    tool: str
+    rules: list[str]
+
+
 class InputState(TypedDict):
     """The request: plain language, as a user would type it."""
 
@@ -59,13 +80,22 @@ class OutputState(TypedDict, total=False):
     messages: list[AnyMessage]
     doc_sections: list[DocSection]
     docs_source: str | None
+    docs_warnings: list[str]
     prompt_tokens: int
     error: str | None
+    autofixes: list[AutoFix]
+    tokens_used: int
+    provider_status: int | None
+    llm_calls: list[LLMCall]
+    run_id: str | None
+    record_error: str | None
 
 
 class State(OutputState, total=False):
     """Everything the nodes share; `evaluations` is appended to by parallel evaluator branches."""
 
     evaluations: Annotated[list[Evaluation], operator.add]
+    llm_calls: Annotated[list[LLMCall], operator.add]
     documentation: str
     extra: dict[str, Any]
+    started_at: str

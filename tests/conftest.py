@@ -8,6 +8,7 @@ import pytest
 
 from dream_graph.docs import docs_holder
 from dream_graph.settings import get_settings
+from tests.fakes.fixtures import cohere_server_session, fake_cohere, fake_openai, openai_server_session  # noqa: F401
 
 _OUR_VARS = (
     "DREAM_GRAPH_",
@@ -25,6 +26,8 @@ def clean_env(monkeypatch, tmp_path):
         if name.startswith(_OUR_VARS):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DREAM_GRAPH_DB", str(tmp_path / "runs.sqlite"))  # never the user's data dir
+    monkeypatch.setenv("DREAM_GRAPH_CACHE_DIR", str(tmp_path / "cache"))  # never the user's docs cache
     get_settings.cache_clear()
     docs_holder.reset()
     yield

@@ -10,15 +10,19 @@ from dream_graph.evaluators.base import (
     get_registry,
     is_blocking,
     register,
+    reset_registry,
 )
 
 
 def builtin_evaluators() -> list[Evaluator]:
     """The evaluators shipped with dream_graph."""
+    from dream_graph.evaluators.config import ConfigEvaluator
+    from dream_graph.evaluators.lint import LintEvaluator
+    from dream_graph.evaluators.sandbox import SandboxEvaluator
     from dream_graph.evaluators.security import SecurityEvaluator
     from dream_graph.evaluators.syntax import SyntaxEvaluator
 
-    return [SyntaxEvaluator(), SecurityEvaluator()]
+    return [SyntaxEvaluator(), SecurityEvaluator(), LintEvaluator(), ConfigEvaluator(), SandboxEvaluator()]
 
 
 __all__ = [
@@ -30,4 +34,5 @@ __all__ = [
     "get_registry",
     "is_blocking",
     "register",
+    "reset_registry",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dream_graph.evaluators"
+
+AST_LOCK = threading.Lock()
+"""Held around every `ast.parse` in evaluators: CPython 3.11 can fail two parses racing in threads with
+"SystemError: AST constructor recursion depth mismatch" (seen with Bandit and the config check in parallel)."""
 
 
 @dataclass
@@ -73,6 +78,13 @@ def _load() -> None:
             register(obj() if isinstance(obj, type) else obj)
         except Exception as exc:  # a broken plugin must not take the service down
             log.warning("evaluator plugin %s could not be loaded: %s", ep.name, exc)
+
+
+def reset_registry() -> None:
+    """Forget every registration so the next lookup reloads built-ins and entry points (tests, plugin installs)."""
+    global _LOADED
+    _REGISTRY.clear()
+    _LOADED = False
 
 
 def get_registry() -> dict[str, Evaluator]:

@@ -7,7 +7,7 @@ import os
 import tempfile
 from functools import lru_cache
 
-from dream_graph.evaluators.base import EvalInput, finding
+from dream_graph.evaluators.base import AST_LOCK, EvalInput, finding
 from dream_graph.state import Finding
 from dream_graph.workers import run_cpu
 
@@ -41,7 +41,8 @@ def scan(
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
             fh.write(code)
         manager.discover_files([path])
-        manager.run_tests()
+        with AST_LOCK:  # Bandit parses the file; see AST_LOCK
+            manager.run_tests()
     finally:
         os.unlink(path)
     if manager.skipped:

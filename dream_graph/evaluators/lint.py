@@ -1,0 +1,162 @@
+"""Ruff on the generated code (stdin, JSON out, async subprocess): pyflakes errors plus Ruff's `S` rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from functools import lru_cache
+from typing import Literal
+
+from dream_graph.evaluators.base import EvalInput, finding
+from dream_graph.state import Finding
+
+LINT_RULES = ("F", "S", "PLE")
+"""Pyflakes, Bandit-as-Ruff (a second opinion on the `security` evaluator) and pylint's error class."""
+
+AUTOFIX_RULES = ("F401", "F541", "F632", "F811", "F901")
+"""Rules whose Ruff fix is safe and mechanical: unused/redefined imports, empty f-strings, `is` on literals."""
+
+NOT_LINTED_RULE = "not-linted"
+RUFF_TIMEOUT_S = 20.0
+
+Strictness = Literal["errors", "security", "all"]
+STRICTNESS_LEVELS: tuple[str, ...] = ("errors", "security", "all")
+
+# Rules whose findings mean the code breaks when imported or run (or a SyntaxError/runtime error is certain).
+BREAKING_RULES = frozenset(
+    {
+        "F404", "F407",  # late `from __future__`, unknown future feature: SyntaxError
+        "F501", "F502", "F503", "F506", "F507", "F508", "F509",  # %-format that raises
+        "F521", "F524", "F525",  # str.format that raises
+        "F621", "F622",  # starred assignment errors
+        "F631", "F632", "F633", "F634",  # assert on tuple, `is` on a literal, print >>, if on tuple
+        "F701", "F702", "F704", "F706", "F707", "F722",  # break/continue/yield/return misplaced, bad annotation
+        "F821", "F822", "F823",  # undefined names
+        "F901",  # raise NotImplemented
+    }
+)
+# Ruff's own class for a rule prefix; anything else is style.
+RuleClass = Literal["error", "security", "style"]
+
+
+def rule_class(code: str) -> RuleClass:
+    """The rule-to-severity map: what a Ruff rule means for the generated code."""
+    if code in BREAKING_RULES or code.startswith("PLE"):
+        return "error"
+    if code.startswith("S"):
+        return "security"
+    return "style"
+
+
+def severity_for(code: str, strictness: str = "errors") -> str:
+    """Only classes at or below the strictness level fail; the rest are reported as "info"."""
+    cls = rule_class(code)
+    if cls == "error":
+        return "error"
+    if cls == "security":
+        return "warning" if strictness in ("security", "all") else "info"
+    return "warning" if strictness == "all" else "info"
+
+
+@lru_cache(maxsize=1)
+def ruff_binary() -> str:
+    """Ruff ships its binary inside its wheel; find it once."""
+    import ruff
+
+    return str(ruff.find_ruff_bin())
+
+
+async def run_ruff(code: str, *args: str, timeout: float = RUFF_TIMEOUT_S) -> tuple[int, str, str]:
+    """`ruff check --isolated <args> -` on `code` via stdin, without blocking the event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        ruff_binary(),
+        "check",
+        "--isolated",
+        "--no-cache",
+        "--stdin-filename",
+        "gen.py",
+        *args,
+        "-",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(code.encode("utf-8")), timeout)
+    except BaseException:  # timeout or cancellation: do not leave the child behind
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    return proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+async def ruff_diagnostics(code: str, select: tuple[str, ...], ignore: tuple[str, ...] = ()) -> list[dict]:
+    """Ruff's JSON diagnostics for `code`; exit status 2 (Ruff itself failed) raises with its message."""
+    args = ["--output-format", "json", "--select", ",".join(select)]
+    if ignore:
+        args += ["--ignore", ",".join(ignore)]
+    status, out, err = await run_ruff(code, *args)
+    if status not in (0, 1):
+        raise RuntimeError(f"ruff exited with status {status}: {err.strip()[-500:]}")
+    return json.loads(out or "[]")
+
+
+def _is_syntax_error(diag: dict) -> bool:
+    return diag.get("code") in (None, "invalid-syntax", "E999")
+
+
+def to_findings(diagnostics: list[dict], strictness: str = "errors") -> list[Finding]:
+    """Ruff diagnostics as findings; a syntax error becomes one "not-linted" finding (the syntax check owns it)."""
+    if any(_is_syntax_error(d) for d in diagnostics):
+        return [finding(NOT_LINTED_RULE, "Ruff cannot lint code that does not parse; fix the syntax first")]
+    found = []
+    for d in sorted(diagnostics, key=lambda d: (d["location"]["row"], d["code"])):
+        fixable = " (auto-fixable)" if (d.get("fix") or {}).get("applicability") == "safe" else ""
+        found.append(
+            finding(
+                d["code"],
+                f"{d['message']} [{rule_class(d['code'])}]{fixable}",
+                line=d["location"]["row"],
+                severity=severity_for(d["code"], strictness),
+            )
+        )
+    return found
+
+
+def ignored_for(bandit_skip: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Bandit tests the run skips are skipped as their Ruff twins too (B101 -> S101)."""
+    return tuple(f"S{b[1:]}" for b in bandit_skip if b[:1].upper() == "B" and b[1:].isdigit())
+
+
+async def lint(code: str, strictness: str = "errors", ignore: tuple[str, ...] = ("S101",)) -> list[Finding]:
+    """Lint `code` with the evaluator's rule set and severity map."""
+    return to_findings(await ruff_diagnostics(code, LINT_RULES, ignore), strictness)
+
+
+async def safe_fixes(code: str, rules: tuple[str, ...] = AUTOFIX_RULES) -> tuple[str, list[str]]:
+    """Apply Ruff's safe fixes for `rules`; return the fixed code and the rule codes fixed (none: code unchanged)."""
+    diagnostics = await ruff_diagnostics(code, rules)
+    fixable = sorted(
+        {d["code"] for d in diagnostics if not _is_syntax_error(d) and (d.get("fix") or {}).get("applicability") == "safe"}
+    )
+    if not fixable:
+        return code, []
+    status, out, err = await run_ruff(code, "--fix-only", "--select", ",".join(fixable))
+    if status != 0 or out == code:
+        return code, []
+    return out, fixable
+
+
+class LintEvaluator:
+    """Ruff (F, S, PLE rules): code-breaking errors fail, style and security are "info" unless the run is stricter."""
+
+    name = "lint"
+
+    async def evaluate(self, code: str | None, context: EvalInput) -> list[Finding]:
+        if code is None or not code.strip():
+            return [finding(NOT_LINTED_RULE, "no python code to lint")]
+        opts = context.options
+        if opts is None:
+            return await lint(code)
+        return await lint(code, opts.lint_strictness, ignored_for(opts.bandit_skip))

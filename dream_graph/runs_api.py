@@ -1,0 +1,69 @@
+"""Read-only `/runs` endpoints over the run store: the list, one run, and the report's figures."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from sqlalchemy.exc import SQLAlchemyError
+
+from dream_graph.errors import ConfigError
+from dream_graph.report import Report, build_report
+from dream_graph.settings import get_settings
+from dream_graph.store import RunStore, get_store
+
+
+def require_api_key(x_api_key: str | None = Header(None, description="Required when DREAM_GRAPH_API_KEY is set.")) -> None:
+    """When a key is configured, only callers that present it may read the recorded runs."""
+    expected = get_settings().api_key
+    if expected is None:
+        return
+    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
+        raise HTTPException(401, "missing or wrong X-API-Key header")
+
+
+def run_store() -> RunStore:
+    """The configured store, or 503 saying why there is none."""
+    try:
+        store = get_store()
+    except (ConfigError, SQLAlchemyError) as exc:
+        raise HTTPException(503, f"run store unavailable: {str(exc).splitlines()[0]}") from None
+    if store is None:
+        raise HTTPException(503, "run recording is off (DREAM_GRAPH_DB=off); set DREAM_GRAPH_DB to record runs")
+    return store
+
+
+router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[Depends(require_api_key)])
+
+# Handlers are plain `def`: FastAPI runs them in its thread pool, so database reads never block the event loop.
+
+
+@router.get("", summary="Recorded runs, newest first")
+def list_runs(
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    status: Literal["passed", "failed", "error"] | None = None,
+    pipeline: str | None = None,
+    model: str | None = None,
+    thread_id: str | None = None,
+    store: RunStore = Depends(run_store),
+) -> dict[str, Any]:
+    """Run summaries (no messages or code), filterable by status, pipeline, model or thread."""
+    runs = store.list_runs(limit=limit, offset=offset, status=status, pipeline=pipeline, model=model, thread_id=thread_id)
+    return {"runs": runs, "limit": limit, "offset": offset, "total": store.count_runs()}
+
+
+@router.get("/report", summary="Pass rates, cycles to pass, frequent findings, LLM latency")
+def report(top: int = Query(10, ge=1, le=100), store: RunStore = Depends(run_store)) -> Report:
+    """The same figures as `dream-graph runs report`."""
+    return build_report(store, top=top)
+
+
+@router.get("/{run_id}", summary="One run with every cycle, evaluation and finding")
+def show_run(run_id: str, store: RunStore = Depends(run_store)) -> dict[str, Any]:
+    """Everything recorded about a run, by id or unique id prefix."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise HTTPException(404, f"no run {run_id!r}; GET /runs lists the ids")
+    return run

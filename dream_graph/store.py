@@ -1,0 +1,621 @@
+"""The run store: every run and every cycle as rows (SQLite by default, PostgreSQL by URL), the app's own dataset."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+
+from dream_graph.errors import ConfigError
+from dream_graph.extract import extract_python, extract_yaml
+from dream_graph.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+DISABLED_VALUES = frozenset({"", "off", "none", "false", "0", "disabled"})
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class Base(DeclarativeBase):
+    """One schema for SQLite and PostgreSQL: portable types only, JSON for nested lists."""
+
+
+class Run(Base):
+    """One graph run: the request, how it ended, and the final answer."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    thread_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    request: Mapped[str] = mapped_column(Text)
+    pipeline: Mapped[str | None] = mapped_column(String(100), index=True)
+    model: Mapped[str | None] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    stop_reason: Mapped[str | None] = mapped_column(String(50))
+    cycles: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    response: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(Text)
+    config_yaml: Mapped[str | None] = mapped_column(Text)
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    docs_source: Mapped[str | None] = mapped_column(String(300))
+    doc_sections: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+    cycle_rows: Mapped[list[Cycle]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="Cycle.cycle"
+    )
+
+
+class Cycle(Base):
+    """One LLM generation and its checks; `message_index` is the reply's position in `runs.messages`."""
+
+    __tablename__ = "cycles"
+    __table_args__ = (UniqueConstraint("run_id", "cycle"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    cycle: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str | None] = mapped_column(String(200))
+    message_index: Mapped[int | None] = mapped_column(Integer)
+    reply: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(Text)
+    config_yaml: Mapped[str | None] = mapped_column(Text)
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    llm_ok: Mapped[bool | None] = mapped_column(Boolean)
+    llm_error: Mapped[str | None] = mapped_column(Text)
+    llm_calls: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    run: Mapped[Run] = relationship(back_populates="cycle_rows")
+    evaluations: Mapped[list[EvaluationRow]] = relationship(
+        back_populates="cycle_row", cascade="all, delete-orphan", order_by="EvaluationRow.evaluator"
+    )
+
+
+class EvaluationRow(Base):
+    """One evaluator's verdict on one cycle."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    cycle: Mapped[int] = mapped_column(Integer)
+    evaluator: Mapped[str] = mapped_column(String(100), index=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+    cycle_row: Mapped[Cycle] = relationship(back_populates="evaluations")
+    findings: Mapped[list[FindingRow]] = relationship(
+        back_populates="evaluation", cascade="all, delete-orphan", order_by="FindingRow.id"
+    )
+
+
+class FindingRow(Base):
+    """One finding; its own table so "most frequent findings by rule" is a GROUP BY."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    evaluator: Mapped[str] = mapped_column(String(100))
+    rule: Mapped[str] = mapped_column(String(100), index=True)
+    line: Mapped[int | None] = mapped_column(Integer)
+    severity: Mapped[str | None] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text)
+
+    evaluation: Mapped[EvaluationRow] = relationship(back_populates="findings")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def default_db_path() -> Path:
+    """A per-user file, so recording works out of the box and never litters the working directory."""
+    from platformdirs import user_data_path
+
+    return user_data_path("dream_graph", appauthor=False) / "runs.sqlite"
+
+
+def store_url(settings: Settings | None = None) -> str | None:
+    """`DREAM_GRAPH_DB` as a SQLAlchemy URL, or None when recording is off."""
+    raw = (settings or get_settings()).db
+    if raw is None:
+        return f"sqlite:///{default_db_path()}"
+    raw = raw.strip()
+    if raw.lower() in DISABLED_VALUES:
+        return None
+    if "://" not in raw:  # a plain file path
+        return f"sqlite:///{Path(raw).expanduser().resolve()}"
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise ConfigError(f"DREAM_GRAPH_DB={raw!r} is not a database URL ({exc}); use a file path, "
+                          "sqlite:///path, postgresql://user@host/db, or off") from None
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets the service read while a run is written (the checkpointer uses the same mode)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; a SQLite file gets its folder created and a generous busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+# --------------------------------------------------------------------------- building rows from a state
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = _utc(value)
+    return value.isoformat() if value else None
+
+
+def message_dict(message: Any) -> dict[str, Any]:
+    """A message as plain `{role, content}` (the shape chat fine-tuning datasets use)."""
+    if isinstance(message, dict):
+        return {"role": str(message.get("role") or message.get("type") or "unknown"), "content": str(message.get("content", ""))}
+    content = message.content if isinstance(message.content, str) else str(message.content)
+    return {"role": getattr(message, "type", "unknown"), "content": content}
+
+
+def _reply_cycles(state: dict[str, Any], messages: list[Any]) -> dict[int, int]:
+    """Map cycle -> index of its reply in `messages`, aligned from the end (a trimmed history loses old replies)."""
+    cycles = int(state.get("cycles") or 0)
+    last_with_reply = cycles - 1 if state.get("status") == "error" else cycles
+    replies = [i for i, m in enumerate(messages) if getattr(m, "type", None) == "ai" or (isinstance(m, dict) and m.get("role") == "ai")]
+    pairs = zip(range(last_with_reply, 0, -1), reversed(replies))
+    return {cycle: index for cycle, index in pairs}
+
+
+def _sum(values: list[Any]) -> int | float | None:
+    present = [v for v in values if isinstance(v, (int, float))]
+    return sum(present) if present else None
+
+
+def _cycle_llm(calls: list[dict[str, Any]], message: Any) -> dict[str, Any]:
+    """Latency and tokens for one cycle: from `llm_calls` when recorded, else from the reply's usage metadata."""
+    usage = getattr(message, "usage_metadata", None) or {}
+    if not calls:
+        return {
+            "latency_ms": None,
+            "input_tokens": usage.get("input_tokens"),
+            "output_tokens": usage.get("output_tokens"),
+            "llm_ok": None if message is None else True,
+            "llm_error": None,
+            "model": None,
+        }
+    errors = [c.get("error") for c in calls if c.get("error")]
+    ok_models = [c.get("model") for c in calls if c.get("ok")]
+    return {
+        "latency_ms": _sum([c.get("latency_ms") for c in calls]),
+        "input_tokens": _sum([c.get("input_tokens") for c in calls]) or usage.get("input_tokens"),
+        "output_tokens": _sum([c.get("output_tokens") for c in calls]) or usage.get("output_tokens"),
+        "llm_ok": any(c.get("ok") for c in calls),
+        "llm_error": errors[-1] if errors else None,
+        "model": ok_models[-1] if ok_models else calls[-1].get("model"),
+    }
+
+
+def _pipeline(state: dict[str, Any], config: RunnableConfig | None) -> str | None:
+    """The pipeline name where another part of the app put it: the state, the context, or `configurable`."""
+    if state.get("pipeline"):
+        return str(state["pipeline"])
+    try:
+        from dream_graph.context import run_options
+
+        value = getattr(run_options(config), "pipeline", None)
+    except Exception:  # options that cannot be read must not stop the recording
+        value = None
+    if value is None:
+        value = ((config or {}).get("configurable") or {}).get("pipeline")
+    return str(value) if value else None
+
+
+def _options(config: RunnableConfig | None) -> dict[str, Any]:
+    try:
+        from dataclasses import asdict
+
+        from dream_graph.context import run_options
+
+        return {k: v for k, v in asdict(run_options(config)).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    except Exception:  # the options are a nice-to-have in the record
+        return {}
+
+
+def run_from_state(state: dict[str, Any], config: RunnableConfig | None = None) -> Run:
+    """A finished graph state as a `Run` with its cycles, evaluations and findings."""
+    messages: list[Any] = list(state.get("messages") or [])
+    reply_at = _reply_cycles(state, messages)
+    calls: list[dict[str, Any]] = [c for c in state.get("llm_calls") or [] if isinstance(c, dict)]
+    evaluations = state.get("evaluations") or []
+    cycles = int(state.get("cycles") or 0)
+    finished = _now()
+    started = _parse_time(state.get("started_at"))
+    run_id = state.get("run_id") or uuid.uuid4().hex
+    configurable = (config or {}).get("configurable") or {}
+    run = Run(
+        id=run_id,
+        thread_id=configurable.get("thread_id"),
+        request=str(state.get("prompt") or ""),
+        pipeline=_pipeline(state, config),
+        model=state.get("model"),
+        status=str(state.get("status") or "unknown"),
+        stop_reason=state.get("stop_reason"),
+        cycles=cycles,
+        error=state.get("error"),
+        response=state.get("response"),
+        code=state.get("code"),
+        config_yaml=state.get("config_yaml"),
+        messages=[message_dict(m) for m in messages],
+        options=_options(config),
+        docs_source=state.get("docs_source"),
+        doc_sections=list(state.get("doc_sections") or []),
+        prompt_tokens=state.get("prompt_tokens"),
+        started_at=started,
+        finished_at=finished,
+        duration_ms=round((finished - started).total_seconds() * 1000, 3) if started else None,
+    )
+    for number in range(1, cycles + 1):
+        index = reply_at.get(number)
+        message = messages[index] if index is not None else None
+        reply = message_dict(message)["content"] if message is not None else None
+        llm = _cycle_llm([c for c in calls if c.get("cycle") == number], message)
+        current = [e for e in evaluations if e.get("cycle") == number]
+        last = number == cycles
+        row = Cycle(
+            cycle=number,
+            model=llm.pop("model") or state.get("model"),
+            message_index=index,
+            reply=reply,
+            code=state.get("code") if last and reply is not None else (extract_python(reply) if reply else None),
+            config_yaml=state.get("config_yaml") if last and reply is not None else (extract_yaml(reply) if reply else None),
+            passed=all(e.get("passed") for e in current) if current else None,
+            llm_calls=[c for c in calls if c.get("cycle") == number],
+            **llm,
+        )
+        for ev in sorted(current, key=lambda e: str(e.get("evaluator"))):
+            ev_row = EvaluationRow(
+                run_id=run_id,
+                cycle=number,
+                evaluator=str(ev.get("evaluator")),
+                passed=bool(ev.get("passed")),
+                duration_ms=ev.get("duration_ms"),
+            )
+            ev_row.findings = [
+                FindingRow(
+                    run_id=run_id,
+                    evaluator=str(ev.get("evaluator")),
+                    rule=str(f.get("rule") or "unknown"),
+                    line=f.get("line"),
+                    severity=f.get("severity"),
+                    message=str(f.get("message") or ""),
+                )
+                for f in ev.get("findings") or []
+            ]
+            row.evaluations.append(ev_row)
+        run.cycle_rows.append(row)
+    run.input_tokens = _sum([c.input_tokens for c in run.cycle_rows])
+    run.output_tokens = _sum([c.output_tokens for c in run.cycle_rows])
+    return run
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return _utc(value)
+    if isinstance(value, str) and value:
+        try:
+            return _utc(datetime.fromisoformat(value))
+        except ValueError:
+            return None
+    return None
+
+
+# --------------------------------------------------------------------------- reading rows back
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """The list view of a run."""
+    return {
+        "id": run.id,
+        "thread_id": run.thread_id,
+        "request": run.request,
+        "pipeline": run.pipeline,
+        "model": run.model,
+        "status": run.status,
+        "stop_reason": run.stop_reason,
+        "cycles": run.cycles,
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_ms": run.duration_ms,
+    }
+
+
+def _evaluation_dict(ev: EvaluationRow) -> dict[str, Any]:
+    return {
+        "evaluator": ev.evaluator,
+        "passed": ev.passed,
+        "duration_ms": ev.duration_ms,
+        "findings": [{"rule": f.rule, "line": f.line, "severity": f.severity, "message": f.message} for f in ev.findings],
+    }
+
+
+def _cycle_dict(cycle: Cycle) -> dict[str, Any]:
+    return {
+        "cycle": cycle.cycle,
+        "model": cycle.model,
+        "message_index": cycle.message_index,
+        "reply": cycle.reply,
+        "code": cycle.code,
+        "config_yaml": cycle.config_yaml,
+        "passed": cycle.passed,
+        "latency_ms": cycle.latency_ms,
+        "input_tokens": cycle.input_tokens,
+        "output_tokens": cycle.output_tokens,
+        "llm_ok": cycle.llm_ok,
+        "llm_error": cycle.llm_error,
+        "llm_calls": cycle.llm_calls or [],
+        "evaluations": [_evaluation_dict(ev) for ev in cycle.evaluations],
+    }
+
+
+def run_detail(run: Run) -> dict[str, Any]:
+    """Everything recorded about one run."""
+    return {
+        **run_summary(run),
+        "error": run.error,
+        "response": run.response,
+        "code": run.code,
+        "config_yaml": run.config_yaml,
+        "messages": run.messages or [],
+        "options": run.options or {},
+        "docs_source": run.docs_source,
+        "doc_sections": run.doc_sections or [],
+        "prompt_tokens": run.prompt_tokens,
+        "cycle_details": [_cycle_dict(c) for c in run.cycle_rows],
+    }
+
+
+def cycle_record(run: Run, cycle: Cycle) -> dict[str, Any]:
+    """One cycle as one flat export line: the prompt messages and the reply, ready for a dataset."""
+    messages = run.messages or []
+    prompt = messages[: cycle.message_index] if cycle.message_index is not None else []
+    findings = [
+        {"evaluator": ev.evaluator, "rule": f.rule, "line": f.line, "severity": f.severity, "message": f.message}
+        for ev in cycle.evaluations
+        for f in ev.findings
+    ]
+    return {
+        "run_id": run.id,
+        "thread_id": run.thread_id,
+        "cycle": cycle.cycle,
+        "request": run.request,
+        "pipeline": run.pipeline,
+        "model": cycle.model or run.model,
+        "messages": prompt,
+        "reply": cycle.reply,
+        "code": cycle.code,
+        "config_yaml": cycle.config_yaml,
+        "passed": cycle.passed,
+        "evaluations": {ev.evaluator: ev.passed for ev in cycle.evaluations},
+        "findings": findings,
+        "latency_ms": cycle.latency_ms,
+        "input_tokens": cycle.input_tokens,
+        "output_tokens": cycle.output_tokens,
+        "run_status": run.status,
+        "stop_reason": run.stop_reason,
+        "final_cycle": cycle.cycle == run.cycles,
+        "finished_at": _iso(run.finished_at),
+    }
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class RunStore:
+    """Write and read runs through SQLAlchemy; the tables are created on first use."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        Base.metadata.create_all(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> RunStore:
+        """A store on `url` (a SQLAlchemy URL; `postgresql://` means psycopg 3)."""
+        parsed = make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):
+            url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return cls(make_engine(url))
+
+    def record(self, run: Run) -> str:
+        """Insert `run`, replacing a row with the same id (a resumed run may be recorded twice)."""
+        run_id = run.id
+        with Session(self.engine) as session, session.begin():
+            old = session.get(Run, run_id)
+            if old is not None:
+                session.delete(old)
+                session.flush()
+            session.add(run)
+        return run_id
+
+    def record_state(self, state: dict[str, Any], config: RunnableConfig | None = None) -> str:
+        """Record a finished graph state; returns the run id."""
+        return self.record(run_from_state(state, config))
+
+    def _resolve(self, session: Session, run_id: str) -> Run | None:
+        run = session.get(Run, run_id)
+        if run is not None or len(run_id) < 4:
+            return run
+        matches = session.scalars(select(Run).where(Run.id.startswith(run_id, autoescape=True)).limit(2)).all()
+        return matches[0] if len(matches) == 1 else None
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """One run with its cycles, by id or a unique id prefix (at least 4 characters)."""
+        with Session(self.engine) as session:
+            run = self._resolve(session, run_id)
+            return run_detail(run) if run is not None else None
+
+    def list_runs(
+        self, *, limit: int = 50, offset: int = 0, status: str | None = None, pipeline: str | None = None,
+        model: str | None = None, thread_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first, optionally filtered."""
+        query = select(Run).order_by(Run.finished_at.desc(), Run.id).limit(limit).offset(offset)
+        for column, value in ((Run.status, status), (Run.pipeline, pipeline), (Run.model, model), (Run.thread_id, thread_id)):
+            if value is not None:
+                query = query.where(column == value)
+        with Session(self.engine) as session:
+            return [run_summary(r) for r in session.scalars(query)]
+
+    def count_runs(self) -> int:
+        """How many runs are recorded."""
+        with Session(self.engine) as session:
+            return int(session.scalar(select(func.count()).select_from(Run)) or 0)
+
+    def iter_cycles(self, *, batch: int = 200) -> Iterator[dict[str, Any]]:
+        """Every recorded cycle as a flat record, oldest run first, loaded in batches."""
+        offset = 0
+        while True:
+            with Session(self.engine) as session:
+                runs = session.scalars(
+                    select(Run)
+                    .order_by(Run.finished_at, Run.id)
+                    .limit(batch)
+                    .offset(offset)
+                    .options(selectinload(Run.cycle_rows).selectinload(Cycle.evaluations).selectinload(EvaluationRow.findings))
+                ).all()
+                records = [cycle_record(run, cycle) for run in runs for cycle in run.cycle_rows]
+            yield from records
+            if len(runs) < batch:
+                return
+            offset += batch
+
+
+# --------------------------------------------------------------------------- the process-wide store used by the graph
+
+_lock = threading.Lock()
+_current: tuple[str, RunStore] | None = None
+_record_errors = 0
+
+
+def get_store(url: str | None = None) -> RunStore | None:
+    """The store for `url` (default: `DREAM_GRAPH_DB`), kept open between runs; None when recording is off."""
+    global _current
+    url = url if url is not None else store_url()
+    if url is None:
+        return None
+    with _lock:
+        if _current is not None and _current[0] == url:
+            return _current[1]
+        if _current is not None:
+            _current[1].engine.dispose()
+        store = RunStore.from_url(url)
+        _current = (url, store)
+        return store
+
+
+def record_error_count() -> int:
+    """Runs this process failed to record (each one logged); the runs themselves went on."""
+    return _record_errors
+
+
+def _count_error() -> None:
+    global _record_errors
+    with _lock:
+        _record_errors += 1
+
+
+def record_safely(state: dict[str, Any], config: RunnableConfig | None = None) -> dict[str, Any]:
+    """Record a finished run; any store failure is logged and counted, never raised, so the run's result stands."""
+    try:
+        store = get_store()
+        if store is None:
+            return {}
+        return {"run_id": store.record_state(state, config), "record_error": None}
+    except Exception as exc:  # recording must never fail a run
+        _count_error()
+        logger.warning("could not record run %s: %s: %s", state.get("run_id"), type(exc).__name__, exc, exc_info=True)
+        return {"record_error": f"{type(exc).__name__}: {exc}"}
+
+
+def new_run_fields() -> dict[str, Any]:
+    """A run id and a start time, set when the conversation starts so a resumed run keeps them."""
+    return {"run_id": uuid.uuid4().hex, "started_at": _now().isoformat()}
+
+
+__all__ = [
+    "Cycle",
+    "EvaluationRow",
+    "FindingRow",
+    "Run",
+    "RunStore",
+    "get_store",
+    "new_run_fields",
+    "record_error_count",
+    "record_safely",
+    "run_from_state",
+    "store_url",
+]

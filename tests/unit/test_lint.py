@@ -1,0 +1,103 @@
+"""The `lint` evaluator (real Ruff over stdin) and Ruff's safe auto-fixes."""
+
+from __future__ import annotations
+
+import pytest
+
+from dream_graph.context import Context
+from dream_graph.evaluators import EvalInput, is_blocking
+from dream_graph.evaluators.lint import LintEvaluator, rule_class, safe_fixes, severity_for
+
+CLEAN = "def add(a: int, b: int) -> int:\n    return a + b\n"
+UNDEFINED = "def f():\n    return undefined_name\n"
+UNUSED_IMPORT = "import os\nimport sys\n\nprint(sys.argv)\n"
+SHELL = "import subprocess\n\nsubprocess.call('ls', shell=True)\n"
+ASSERT = "def f(x):\n    assert x\n    return x\n"
+
+
+async def lint(code: str | None, **options) -> list[dict]:
+    return await LintEvaluator().evaluate(code, EvalInput(options=Context(**options)))
+
+
+def failing(findings: list[dict]) -> list[dict]:
+    return [f for f in findings if is_blocking(f)]
+
+
+async def test_clean_code_has_no_findings():
+    assert await lint(CLEAN) == []
+
+
+async def test_undefined_name_fails_with_its_line():
+    (found,) = await lint(UNDEFINED)
+    assert (found["rule"], found["line"], found["severity"]) == ("F821", 2, "error")
+    assert "undefined_name" in found["message"]
+
+
+async def test_unused_import_is_reported_but_not_failing_by_default():
+    (found,) = await lint(UNUSED_IMPORT)
+    assert (found["rule"], found["line"], found["severity"]) == ("F401", 1, "info")
+    assert "auto-fixable" in found["message"]
+    assert failing([found]) == []
+
+
+async def test_strict_mode_fails_on_style():
+    (found,) = await lint(UNUSED_IMPORT, lint_strictness="all")
+    assert found["rule"] == "F401" and is_blocking(found)
+
+
+async def test_security_rules_are_a_second_opinion_that_fails_only_when_asked():
+    default = {f["rule"]: f for f in await lint(SHELL)}
+    assert "S602" in default and default["S602"]["severity"] == "info"
+    strict = {f["rule"]: f for f in await lint(SHELL, lint_strictness="security")}
+    assert strict["S602"]["line"] == 3 and is_blocking(strict["S602"])
+
+
+async def test_bandit_skips_apply_to_their_ruff_twins():
+    assert await lint(ASSERT, lint_strictness="all") == []  # B101 skipped by default -> S101 too
+    rules = {f["rule"] for f in await lint(ASSERT, lint_strictness="all", bandit_skip=[])}
+    assert rules == {"S101"}
+
+
+async def test_unparsable_or_missing_code_is_one_not_linted_finding():
+    (found,) = await lint("def f(:\n    pass\n")
+    assert found["rule"] == "not-linted" and is_blocking(found)
+    (missing,) = await lint(None)
+    assert missing["rule"] == "not-linted"
+
+
+async def test_without_options_the_defaults_apply():
+    findings = await LintEvaluator().evaluate(UNDEFINED, EvalInput())
+    assert [f["rule"] for f in findings] == ["F821"]
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "errors", "all_"),
+    [("F821", "error", "error", "error"), ("S602", "security", "info", "warning"), ("F401", "style", "info", "warning"),
+     ("PLE1142", "error", "error", "error"), ("F632", "error", "error", "error")],
+)
+def test_rule_to_severity_map(code, cls, errors, all_):
+    assert rule_class(code) == cls
+    assert severity_for(code, "errors") == errors
+    assert severity_for(code, "all") == all_
+
+
+async def test_safe_fixes_remove_unused_imports_and_say_which_rules():
+    fixed, rules = await safe_fixes(UNUSED_IMPORT)
+    assert rules == ["F401"]
+    assert fixed == "import sys\n\nprint(sys.argv)\n"
+
+
+async def test_safe_fixes_leave_clean_or_unparsable_code_alone():
+    assert await safe_fixes(CLEAN) == (CLEAN, [])
+    broken = "import os\ndef f(:\n"
+    assert await safe_fixes(broken) == (broken, [])
+
+
+async def test_is_literal_is_fixed_safely():
+    fixed, rules = await safe_fixes("x = 'a'\nif x is 'a':\n    print(x)\n")
+    assert rules == ["F632"] and "x == 'a'" in fixed
+
+
+def test_unknown_strictness_is_refused():
+    with pytest.raises(ValueError, match="lint_strictness must be one of errors, security, all"):
+        Context(lint_strictness="pedantic")

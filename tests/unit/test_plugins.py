@@ -1,0 +1,85 @@
+"""Evaluator plugins: a real `dream_graph.evaluators` entry point, found by importlib.metadata on sys.path."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from dream_graph import build_graph
+from dream_graph.evaluators import get_registry, register, reset_registry
+
+PLUGIN = '''
+from dream_graph.evaluators import finding
+
+
+class NoTodoEvaluator:
+    """Fails code that still says TODO."""
+
+    name = "no_todo"
+
+    async def evaluate(self, code, context):
+        return [finding("TODO", "unfinished code", line=i) for i, line in enumerate((code or "").splitlines(), 1)
+                if "TODO" in line]
+
+
+def broken():
+    raise RuntimeError("this plugin cannot start")
+'''
+
+
+@pytest.fixture
+def plugin_dist(tmp_path, monkeypatch):
+    """A tiny installed distribution (a dist-info with entry_points.txt) on a temporary sys.path entry."""
+    site = tmp_path / "site"
+    dist = site / "testplugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: testplugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent(
+            """\
+            [dream_graph.evaluators]
+            no_todo = testplugin_mod:NoTodoEvaluator
+            broken = testplugin_mod:broken
+            """
+        )
+    )
+    (site / "testplugin_mod.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(site))
+    reset_registry()
+    yield site
+    monkeypatch.undo()
+    reset_registry()
+
+
+def test_entry_point_plugin_is_registered_by_name(plugin_dist, caplog):
+    with caplog.at_level(logging.WARNING):
+        registry = get_registry()
+    assert "no_todo" in registry and type(registry["no_todo"]).__name__ == "NoTodoEvaluator"
+    assert {"syntax", "security", "lint", "config", "sandbox"} <= set(registry)
+    assert "broken" not in registry
+    assert "evaluator plugin broken could not be loaded" in caplog.text
+
+
+def test_plugin_runs_as_a_graph_branch(plugin_dist):
+    reply = "```python\nx = 1  # TODO: real work\n```\n"
+    model = GenericFakeChatModel(messages=iter([AIMessage(reply), AIMessage(reply.replace("TODO", "done"))]))
+    state = build_graph(chat_model=model).invoke({"prompt": "x"}, context={"evaluators": ["syntax", "no_todo"]})
+    assert state["status"] == "passed" and state["cycles"] == 2
+    first = next(e for e in state["evaluations"] if e["evaluator"] == "no_todo" and e["cycle"] == 1)
+    assert not first["passed"] and first["findings"][0]["line"] == 1
+    fix = [m.content for m in state["messages"] if m.type == "human"][-1]
+    assert "no_todo check failed" in fix and "[TODO] line 1: unfinished code" in fix and "x = 1  # TODO" in fix
+
+
+def test_without_the_distribution_the_plugin_is_unknown():
+    reset_registry()
+    assert "no_todo" not in get_registry()
+
+
+def test_register_refuses_objects_that_are_not_evaluators():
+    with pytest.raises(TypeError, match="needs `name` and `async evaluate"):
+        register(object())  # type: ignore[arg-type]
