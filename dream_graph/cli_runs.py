@@ -81,8 +81,13 @@ def list_runs(
     for r in runs:
         colour = "green" if r["status"] == "passed" else "red"
         table.add_row(
-            r["id"][:12], (r["finished_at"] or "")[:19], f"[{colour}]{r['status']}[/]", str(r["cycles"]),
-            r["model"] or "-", r["pipeline"] or "-", _short(r["request"]),
+            r["id"][:12],
+            (r["finished_at"] or "")[:19],
+            f"[{colour}]{r['status']}[/]",
+            str(r["cycles"]),
+            r["model"] or "-",
+            r["pipeline"] or "-",
+            _short(r["request"]),
         )
     out.print(table)
 
@@ -105,16 +110,21 @@ def show_run(
     out.print(
         f"{run['status']} ({run['stop_reason']}) after {run['cycles']} cycle(s), model {run['model']}, "
         f"pipeline {run['pipeline'] or '-'}, {run['duration_ms'] or 0:.0f} ms",
-        markup=False, highlight=False,
+        markup=False,
+        highlight=False,
     )
     table = Table(title="Cycles")
     for col in ("cycle", "evaluator", "result", "ms", "findings"):
         table.add_column(col)
     for cycle in run["cycle_details"]:
         for ev in cycle["evaluations"] or [{"evaluator": "-", "passed": None, "duration_ms": None, "findings": []}]:
-            result = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: cycle["llm_error"] or "no reply"}[ev["passed"]]
+            result = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: cycle["llm_error"] or "no reply"}[
+                ev["passed"]
+            ]
             found = "\n".join(f"[{f['rule']}] line {f['line']}: {f['message']}" for f in ev["findings"]) or "-"
-            table.add_row(str(cycle["cycle"]), ev["evaluator"], result, f"{ev['duration_ms'] or 0:.1f}", _short(found, 120))
+            table.add_row(
+                str(cycle["cycle"]), ev["evaluator"], result, f"{ev['duration_ms'] or 0:.1f}", _short(found, 120)
+            )
     out.print(table)
     if run["error"]:
         out.print(f"error: {run['error']}", markup=False, highlight=False)
@@ -222,4 +232,6 @@ def print_report(report: Any) -> None:
     if lat.median_ms is None:
         out.print("LLM latency: not recorded")
     else:
-        out.print(f"LLM latency over {lat.cycles_measured} cycle(s): median {lat.median_ms:.0f} ms, p95 {lat.p95_ms:.0f} ms")
+        out.print(
+            f"LLM latency over {lat.cycles_measured} cycle(s): median {lat.median_ms:.0f} ms, p95 {lat.p95_ms:.0f} ms"
+        )

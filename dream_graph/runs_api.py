@@ -14,7 +14,9 @@ from dream_graph.settings import get_settings
 from dream_graph.store import RunStore, get_store
 
 
-def require_api_key(x_api_key: str | None = Header(None, description="Required when DREAM_GRAPH_API_KEY is set.")) -> None:
+def require_api_key(
+    x_api_key: str | None = Header(None, description="Required when DREAM_GRAPH_API_KEY is set."),
+) -> None:
     """When a key is configured, only callers that present it may read the recorded runs."""
     expected = get_settings().api_key
     if expected is None:
@@ -50,7 +52,9 @@ def list_runs(
     store: RunStore = Depends(run_store),
 ) -> dict[str, Any]:
     """Run summaries (no messages or code), filterable by status, pipeline, model or thread."""
-    runs = store.list_runs(limit=limit, offset=offset, status=status, pipeline=pipeline, model=model, thread_id=thread_id)
+    runs = store.list_runs(
+        limit=limit, offset=offset, status=status, pipeline=pipeline, model=model, thread_id=thread_id
+    )
     return {"runs": runs, "limit": limit, "offset": offset, "total": store.count_runs()}
 
 

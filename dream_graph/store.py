@@ -6,6 +6,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
+from dream_graph.context import run_options
 from dream_graph.errors import ConfigError
 from dream_graph.extract import extract_python, extract_yaml
 from dream_graph.settings import Settings, get_settings
@@ -167,17 +169,20 @@ def store_url(settings: Settings | None = None) -> str | None:
     try:
         url = make_url(raw)
     except ArgumentError as exc:
-        raise ConfigError(f"DREAM_GRAPH_DB={raw!r} is not a database URL ({exc}); use a file path, "
-                          "sqlite:///path, postgresql://user@host/db, or off") from None
+        raise ConfigError(
+            f"DREAM_GRAPH_DB={raw!r} is not a database URL ({exc}); use a file path, "
+            "sqlite:///path, postgresql://user@host/db, or off"
+        ) from None
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL lets the service read while a run is written (the checkpointer uses the same mode)."""
+    """WAL lets the service read while a run is written (the checkpointer uses the same mode); NORMAL sync is safe in WAL."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
@@ -190,7 +195,9 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A database that is down must cost a run seconds, not the OS's TCP timeout: recording waits for it.
+    timeout = {} if "connect_timeout" in parsed.query else {"connect_timeout": 5}
+    return create_engine(url, pool_pre_ping=True, connect_args=timeout)
 
 
 # --------------------------------------------------------------------------- building rows from a state
@@ -215,7 +222,10 @@ def _iso(value: datetime | None) -> str | None:
 def message_dict(message: Any) -> dict[str, Any]:
     """A message as plain `{role, content}` (the shape chat fine-tuning datasets use)."""
     if isinstance(message, dict):
-        return {"role": str(message.get("role") or message.get("type") or "unknown"), "content": str(message.get("content", ""))}
+        return {
+            "role": str(message.get("role") or message.get("type") or "unknown"),
+            "content": str(message.get("content", "")),
+        }
     content = message.content if isinstance(message.content, str) else str(message.content)
     return {"role": getattr(message, "type", "unknown"), "content": content}
 
@@ -224,7 +234,11 @@ def _reply_cycles(state: dict[str, Any], messages: list[Any]) -> dict[int, int]:
     """Map cycle -> index of its reply in `messages`, aligned from the end (a trimmed history loses old replies)."""
     cycles = int(state.get("cycles") or 0)
     last_with_reply = cycles - 1 if state.get("status") == "error" else cycles
-    replies = [i for i, m in enumerate(messages) if getattr(m, "type", None) == "ai" or (isinstance(m, dict) and m.get("role") == "ai")]
+    replies = [
+        i
+        for i, m in enumerate(messages)
+        if getattr(m, "type", None) == "ai" or (isinstance(m, dict) and m.get("role") == "ai")
+    ]
     pairs = zip(range(last_with_reply, 0, -1), reversed(replies))
     return {cycle: index for cycle, index in pairs}
 
@@ -263,8 +277,6 @@ def _pipeline(state: dict[str, Any], config: RunnableConfig | None) -> str | Non
     if state.get("pipeline"):
         return str(state["pipeline"])
     try:
-        from dream_graph.context import run_options
-
         value = getattr(run_options(config), "pipeline", None)
     except Exception:  # options that cannot be read must not stop the recording
         value = None
@@ -275,11 +287,11 @@ def _pipeline(state: dict[str, Any], config: RunnableConfig | None) -> str | Non
 
 def _options(config: RunnableConfig | None) -> dict[str, Any]:
     try:
-        from dataclasses import asdict
-
-        from dream_graph.context import run_options
-
-        return {k: v for k, v in asdict(run_options(config)).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+        return {
+            k: v
+            for k, v in asdict(run_options(config)).items()
+            if isinstance(v, (str, int, float, bool, list, type(None)))
+        }
     except Exception:  # the options are a nice-to-have in the record
         return {}
 
@@ -330,7 +342,9 @@ def run_from_state(state: dict[str, Any], config: RunnableConfig | None = None) 
             message_index=index,
             reply=reply,
             code=state.get("code") if last and reply is not None else (extract_python(reply) if reply else None),
-            config_yaml=state.get("config_yaml") if last and reply is not None else (extract_yaml(reply) if reply else None),
+            config_yaml=state.get("config_yaml")
+            if last and reply is not None
+            else (extract_yaml(reply) if reply else None),
             passed=all(e.get("passed") for e in current) if current else None,
             llm_calls=[c for c in calls if c.get("cycle") == number],
             **llm,
@@ -399,7 +413,9 @@ def _evaluation_dict(ev: EvaluationRow) -> dict[str, Any]:
         "evaluator": ev.evaluator,
         "passed": ev.passed,
         "duration_ms": ev.duration_ms,
-        "findings": [{"rule": f.rule, "line": f.line, "severity": f.severity, "message": f.message} for f in ev.findings],
+        "findings": [
+            {"rule": f.rule, "line": f.line, "severity": f.severity, "message": f.message} for f in ev.findings
+        ],
     }
 
 
@@ -519,12 +535,23 @@ class RunStore:
             return run_detail(run) if run is not None else None
 
     def list_runs(
-        self, *, limit: int = 50, offset: int = 0, status: str | None = None, pipeline: str | None = None,
-        model: str | None = None, thread_id: str | None = None,
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        status: str | None = None,
+        pipeline: str | None = None,
+        model: str | None = None,
+        thread_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """Newest first, optionally filtered."""
         query = select(Run).order_by(Run.finished_at.desc(), Run.id).limit(limit).offset(offset)
-        for column, value in ((Run.status, status), (Run.pipeline, pipeline), (Run.model, model), (Run.thread_id, thread_id)):
+        for column, value in (
+            (Run.status, status),
+            (Run.pipeline, pipeline),
+            (Run.model, model),
+            (Run.thread_id, thread_id),
+        ):
             if value is not None:
                 query = query.where(column == value)
         with Session(self.engine) as session:
@@ -545,7 +572,11 @@ class RunStore:
                     .order_by(Run.finished_at, Run.id)
                     .limit(batch)
                     .offset(offset)
-                    .options(selectinload(Run.cycle_rows).selectinload(Cycle.evaluations).selectinload(EvaluationRow.findings))
+                    .options(
+                        selectinload(Run.cycle_rows)
+                        .selectinload(Cycle.evaluations)
+                        .selectinload(EvaluationRow.findings)
+                    )
                 ).all()
                 records = [cycle_record(run, cycle) for run in runs for cycle in run.cycle_rows]
             yield from records

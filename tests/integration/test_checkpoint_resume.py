@@ -69,7 +69,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     calls = tmp_path / "calls.jsonl"
     thread = "resume-me"
 
-    first = subprocess.Popen([sys.executable, str(worker), str(calls), "first", thread], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        [sys.executable, str(worker), str(calls), "first", thread], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while not any(c["cycle"] == 2 for c in calls_made(calls)):
         assert first.poll() is None, first.stderr.read().decode()
@@ -147,7 +149,9 @@ def test_cli_thread_and_resume_flags():
     from dream_graph.cli import app
 
     runner = CliRunner()
-    first = runner.invoke(app, ["generate", "a node that counts words", "--thread", "cli-thread", "--pipeline", "offline", "--json"])
+    first = runner.invoke(
+        app, ["generate", "a node that counts words", "--thread", "cli-thread", "--pipeline", "offline", "--json"]
+    )
     assert first.exit_code == 0, first.output
     state = json.loads(first.stdout)
     (run,) = get_store().list_runs(thread_id="cli-thread")

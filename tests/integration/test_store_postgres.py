@@ -59,7 +59,9 @@ def pg_url(monkeypatch):
 
 def run(*replies: str, **context):
     model = GenericFakeChatModel(messages=iter([AIMessage(r) for r in replies]))
-    return build_graph(chat_model=model).invoke({"prompt": "write an adder"}, context={"evaluators": ["syntax", "security"], **context})
+    return build_graph(chat_model=model).invoke(
+        {"prompt": "write an adder"}, context={"evaluators": ["syntax", "security"], **context}
+    )
 
 
 def test_round_trip_on_postgres(pg_url):
@@ -85,7 +87,9 @@ def test_round_trip_on_postgres(pg_url):
 def test_checkpoints_on_postgres(pg_url):
     with open_checkpointer() as saver:
         graph = build_graph(chat_model=GenericFakeChatModel(messages=iter([AIMessage(CLEAN)])), checkpointer=saver)
-        state = graph.invoke({"prompt": "write an adder"}, thread_config("pg-thread"), context={"evaluators": ["syntax"]})
+        state = graph.invoke(
+            {"prompt": "write an adder"}, thread_config("pg-thread"), context={"evaluators": ["syntax"]}
+        )
         history = thread_history(graph, "pg-thread")
     assert state["status"] == "passed"
     assert history[-1].values["run_id"] == state["run_id"] and history[-1].next == ()

@@ -26,13 +26,38 @@ def seeded_state(pipeline, model, status, cycle_findings, latencies, stop_reason
         messages.append(AIMessage(f"```python\nx = {number}\n```"))
         if number < cycles:
             messages.append(HumanMessage("fix it"))
-        evaluations.append({"cycle": number, "evaluator": "security", "passed": not found,
-                            "findings": [finding(r) for r in found], "duration_ms": 1.0})
+        evaluations.append(
+            {
+                "cycle": number,
+                "evaluator": "security",
+                "passed": not found,
+                "findings": [finding(r) for r in found],
+                "duration_ms": 1.0,
+            }
+        )
         evaluations.append({"cycle": number, "evaluator": "syntax", "passed": True, "findings": [], "duration_ms": 0.5})
-        calls.append({"cycle": number, "model": model, "latency_ms": ms, "input_tokens": 100, "output_tokens": 10,
-                      "ok": True, "error": None})
-    return {"prompt": "request", "pipeline": pipeline, "model": model, "status": status, "cycles": cycles,
-            "stop_reason": stop_reason or status, "messages": messages, "evaluations": evaluations, "llm_calls": calls}
+        calls.append(
+            {
+                "cycle": number,
+                "model": model,
+                "latency_ms": ms,
+                "input_tokens": 100,
+                "output_tokens": 10,
+                "ok": True,
+                "error": None,
+            }
+        )
+    return {
+        "prompt": "request",
+        "pipeline": pipeline,
+        "model": model,
+        "status": status,
+        "cycles": cycles,
+        "stop_reason": stop_reason or status,
+        "messages": messages,
+        "evaluations": evaluations,
+        "llm_calls": calls,
+    }
 
 
 @pytest.fixture
@@ -83,7 +108,10 @@ def test_empty_store_reports_zeros(tmp_path):
     assert report.latency.median_ms is None and report.latency.p95_ms is None
 
 
-@pytest.mark.parametrize(("values", "q", "expected"), [([5.0], 95, 5.0), ([1, 2, 3, 4], 50, 2), (list(range(1, 101)), 95, 95), ([], 95, None)])
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [([5.0], 95, 5.0), ([1, 2, 3, 4], 50, 2), (list(range(1, 101)), 95, 95), ([], 95, None)],
+)
 def test_percentile_is_nearest_rank(values, q, expected):
     assert percentile(values, q) == expected
 

@@ -40,10 +40,10 @@ HOSTILE = {
     "raw fork_exec": "import _posixsubprocess\n\n_posixsubprocess.fork_exec()\n",
     "huge allocation": "data = bytearray(64 * 1024 ** 3)\n",
     "socket": "import socket\n\nsocket.socket(socket.AF_INET, socket.SOCK_STREAM)\n",
-    "parent environment": f'''import os
+    "parent environment": '''import os
 
 seen = dict(os.environ)
-for path in (f"/proc/{{os.getppid()}}/environ", "/proc/1/environ"):
+for path in (f"/proc/{os.getppid()}/environ", "/proc/1/environ"):
     try:
         seen[path] = open(path, "rb").read().decode("latin-1")
     except OSError as exc:

@@ -93,13 +93,43 @@ def test_llm_calls_give_latency_and_tokens_and_their_absence_is_tolerated():
     messages = [SystemMessage("s"), HumanMessage("q"), AIMessage(SYNTAX_ERROR), HumanMessage("fix"), AIMessage(CLEAN)]
     base = {"prompt": "q", "messages": messages, "cycles": 2, "status": "passed", "stop_reason": "passed", "model": "m"}
     calls = [
-        {"cycle": 1, "model": "openai:a", "latency_ms": 100.0, "input_tokens": 10, "output_tokens": 5, "ok": False, "error": "429"},
-        {"cycle": 1, "model": "openai:a", "latency_ms": 50.0, "input_tokens": 10, "output_tokens": 5, "ok": True, "error": None},
-        {"cycle": 2, "model": "cohere:b", "latency_ms": 70.0, "input_tokens": 20, "output_tokens": 7, "ok": True, "error": None},
+        {
+            "cycle": 1,
+            "model": "openai:a",
+            "latency_ms": 100.0,
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "ok": False,
+            "error": "429",
+        },
+        {
+            "cycle": 1,
+            "model": "openai:a",
+            "latency_ms": 50.0,
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "ok": True,
+            "error": None,
+        },
+        {
+            "cycle": 2,
+            "model": "cohere:b",
+            "latency_ms": 70.0,
+            "input_tokens": 20,
+            "output_tokens": 7,
+            "ok": True,
+            "error": None,
+        },
     ]
     run = run_from_state({**base, "llm_calls": calls})
     one, two = run.cycle_rows
-    assert (one.latency_ms, one.input_tokens, one.output_tokens, one.llm_error, one.model) == (150.0, 20, 10, "429", "openai:a")
+    assert (one.latency_ms, one.input_tokens, one.output_tokens, one.llm_error, one.model) == (
+        150.0,
+        20,
+        10,
+        "429",
+        "openai:a",
+    )
     assert (two.latency_ms, two.model, two.llm_ok) == (70.0, "cohere:b", True)
     assert (run.input_tokens, run.output_tokens) == (40, 17)
 

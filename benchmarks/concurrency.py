@@ -1,0 +1,240 @@
+"""Service concurrency: N concurrent POST /generate (2 cycles each) against a fake LLM with latency L, vs ideal 2 x L.
+
+The service is the real `dream_graph.server:app`, served by uvicorn in its own process (so the event loop measured is
+the service's alone), wrapped by `served_app` in a probe that records the loop's longest stall. The fake
+OpenAI-compatible server runs in a thread of this process and answers every first attempt with a syntax error and
+every repair request with clean code, so each run takes exactly two LLM calls however many are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.common import percentile
+
+LATENCY_S = 0.3
+CYCLES = 2
+CONCURRENCY = (1, 16, 64, 128)
+EVAL_PROCESSES = (0, 2)
+PROBE_PATH = "/_bench/loop"
+TICK_S = 0.01
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- inside the service process
+
+
+class LoopProbe:
+    """ASGI wrapper: a ticker on the server's loop records how late `sleep(TICK_S)` wakes; GET/DELETE PROBE_PATH."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.max_stall_ms = 0.0
+        self.ticks = 0
+        self._task: asyncio.Task | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(TICK_S)
+            self.max_stall_ms = max(self.max_stall_ms, (loop.time() - start - TICK_S) * 1000)
+            self.ticks += 1
+
+    def figures(self) -> dict[str, float]:
+        """Longest stall since the last reset, and CPU seconds used so far by this process and its finished children."""
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {
+            "max_stall_ms": round(self.max_stall_ms, 3),
+            "ticks": self.ticks,
+            "cpu_s": time.process_time(),
+            "children_cpu_s": children.ru_utime + children.ru_stime,
+        }
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._tick())
+        if scope["type"] == "http" and scope["path"] == PROBE_PATH:
+            if scope["method"] == "DELETE":
+                self.max_stall_ms, self.ticks = 0.0, 0
+            body = json.dumps(self.figures()).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def served_app() -> LoopProbe:
+    """uvicorn factory: the service's own module-level app, unchanged, behind the loop probe."""
+    from dream_graph.server import app
+
+    return LoopProbe(app)
+
+
+# ---------------------------------------------------------------- the fake LLM
+
+
+def _fake_llm(latency: float) -> Any:
+    """A fake OpenAI server whose reply depends only on the request: first attempt broken, repair clean."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes import CLEAN_REPLY, SYNTAX_ERROR_REPLY, FakeOpenAI
+
+    def reply_for(request: dict[str, Any]) -> str:
+        repairing = any(m.get("role") == "assistant" for m in request.get("messages") or [])
+        return CLEAN_REPLY if repairing else SYNTAX_ERROR_REPLY
+
+    class TwoCycleOpenAI(FakeOpenAI):
+        def json_body(self, request: dict[str, Any], text: str) -> dict[str, Any]:
+            return super().json_body(request, reply_for(request))
+
+        def sse_events(self, request: dict[str, Any], text: str) -> tuple[list[str], list[str], list[str]]:
+            return super().sse_events(request, reply_for(request))
+
+    server = TwoCycleOpenAI(latency=latency)
+    return server.start()
+
+
+# ---------------------------------------------------------------- the service process
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_service(llm_url: str, eval_processes: int) -> tuple[subprocess.Popen, str]:
+    """uvicorn in a child process, limits raised above the largest N, no run store, a clean working directory."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DREAM_GRAPH_", "OPENAI_", "COHERE_"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        DREAM_GRAPH_MODEL="openai:gpt-bench",
+        OPENAI_BASE_URL=llm_url,
+        OPENAI_API_KEY="sk-bench",
+        DREAM_GRAPH_DB="off",
+        DREAM_GRAPH_DOCS_SOURCE="bundled",
+        DREAM_GRAPH_MAX_CYCLES="3",
+        DREAM_GRAPH_MAX_RETRIES="0",
+        DREAM_GRAPH_MAX_CONCURRENT_RUNS=str(4 * max(CONCURRENCY)),
+        DREAM_GRAPH_MAX_QUEUED_RUNS=str(4 * max(CONCURRENCY)),
+        DREAM_GRAPH_EVAL_PROCESSES=str(eval_processes),
+    )
+    cmd = [sys.executable, "-m", "uvicorn", "benchmarks.concurrency:served_app", "--factory",
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, cwd=tempfile.mkdtemp(prefix="dream_graph_bench_"), stdout=log, stderr=log)
+    proc.log = log  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"the service exited at start-up:\n{log.read().decode(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the service did not become healthy within 60 s")
+
+
+def _stop_service(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ---------------------------------------------------------------- the load
+
+
+def _correct(response: httpx.Response) -> bool:
+    """A 200 whose run passed after exactly two cycles."""
+    if response.status_code != 200:
+        return False
+    body = response.json()
+    return body.get("status") == "passed" and body.get("cycles") == CYCLES
+
+
+async def _burst(client: httpx.AsyncClient, url: str, n: int, options: dict | None = None) -> dict[str, Any]:
+    """N requests at once; wall time, per-request latency, correctness, the server's CPU and its loop's longest stall."""
+    before = (await client.delete(f"{url}{PROBE_PATH}")).json()
+
+    async def one(i: int) -> tuple[float, httpx.Response]:
+        start = time.perf_counter()
+        body = {"prompt": f"a node that counts the words in stream {i}", "options": options or {}}
+        response = await client.post(f"{url}/generate", json=body)
+        return time.perf_counter() - start, response
+
+    start = time.perf_counter()
+    done = await asyncio.gather(*(one(i) for i in range(n)))
+    wall = time.perf_counter() - start
+    probe = (await client.get(f"{url}{PROBE_PATH}")).json()
+    latencies = [seconds * 1000 for seconds, _ in done]
+    bad = [r for _, r in done if not _correct(r)]
+    return {
+        "wall_ms": round(wall * 1000, 1),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "throughput_rps": round(n / wall, 2),
+        "correct": n - len(bad),
+        "first_error": None if not bad else f"HTTP {bad[0].status_code}: {bad[0].text[:300]}",
+        "max_loop_stall_ms": probe["max_stall_ms"],
+        "server_cpu_ms_per_request": round((probe["cpu_s"] - before["cpu_s"]) * 1000 / n, 1),
+        "subprocess_cpu_ms_per_request": round((probe["children_cpu_s"] - before["children_cpu_s"]) * 1000 / n, 1),
+    }
+
+
+async def _drive(url: str, levels: tuple[int, ...], latency: float) -> list[dict[str, Any]]:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await _burst(client, url, 2)  # warm-up: docs, models, Bandit and Ruff loaded before measuring
+        rows = []
+        for n in levels:
+            figures = await _burst(client, url, n)
+            ideal_ms = CYCLES * latency * 1000
+            rows.append({"n": n, "ideal_ms": ideal_ms, **figures, "ratio": round(figures["wall_ms"] / ideal_ms, 2)})
+        return rows
+
+
+def run(quick: bool = False, latency: float = LATENCY_S) -> dict:
+    """Every concurrency level, with Bandit in a thread (0 processes) and in a 2-process pool."""
+    levels = (1, 4) if quick else CONCURRENCY
+    pools = (0,) if quick else EVAL_PROCESSES
+    llm = _fake_llm(latency)
+    rows: list[dict[str, Any]] = []
+    try:
+        for processes in pools:
+            proc, url = _start_service(llm.base_url, processes)
+            try:
+                for row in asyncio.run(_drive(url, levels, latency)):
+                    rows.append({"eval_processes": processes, **row})
+            finally:
+                _stop_service(proc)
+    finally:
+        llm.stop()
+    n64 = [r["ratio"] for r in rows if r["n"] == 64]
+    return {
+        "latency_ms": latency * 1000,
+        "cycles": CYCLES,
+        "rows": rows,
+        "goal": "wall time at N=64 within 1.3x of ideal (2 x L)",
+        "goal_met": bool(n64) and min(n64) <= 1.3,
+    }
