@@ -25,7 +25,7 @@ from dream_graph.pipelines import Pipeline, get_pipeline
 from dream_graph.prompts import render, validate_request
 from dream_graph.repair import autofix, repair_step
 from dream_graph.state import Evaluation, InputState, OutputState, State
-from dream_graph.store import new_run_fields, record_safely
+from dream_graph.store import message_dict, new_run_fields, record_safely
 
 
 def _docs_update(prompt: str, ctx: Context) -> dict[str, Any]:
@@ -96,7 +96,11 @@ def _models_for(config: RunnableConfig, chat_model: BaseChatModel | None) -> lis
 def _after_reply(state: State, outcome: Outcome) -> dict[str, Any]:
     """A reply is appended to the conversation; a provider that kept failing ends the run as `error`."""
     cycle = state.get("cycles", 0) + 1
-    update: dict[str, Any] = {"cycles": cycle, "model": outcome.spec, "llm_calls": [outcome.record(cycle)]}
+    call = outcome.record(cycle)
+    # The repair loop trims old replies from `messages`; the call record keeps what this cycle sent and got.
+    call["sent_after_prompt"] = [message_dict(m) for m in state["messages"][2:]]
+    call["reply"] = None if outcome.reply is None else message_dict(outcome.reply)["content"]
+    update: dict[str, Any] = {"cycles": cycle, "model": outcome.spec, "llm_calls": [call]}
     if outcome.error is not None:
         return {
             **update,

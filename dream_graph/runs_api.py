@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy.exc import SQLAlchemyError
 
+from dream_graph.auth import require_api_key
 from dream_graph.errors import ConfigError
 from dream_graph.report import Report, build_report
-from dream_graph.settings import get_settings
 from dream_graph.store import RunStore, get_store
-
-
-def require_api_key(
-    x_api_key: str | None = Header(None, description="Required when DREAM_GRAPH_API_KEY is set."),
-) -> None:
-    """When a key is configured, only callers that present it may read the recorded runs."""
-    expected = get_settings().api_key
-    if expected is None:
-        return
-    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(401, "missing or wrong X-API-Key header")
 
 
 def run_store() -> RunStore:

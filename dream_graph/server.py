@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import json
 import logging
 import re
@@ -26,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dream_graph import __version__, slack
+from dream_graph.auth import require_api_key
 from dream_graph.cli import to_jsonable
 from dream_graph.context import Context
 from dream_graph.docs import docs_holder
@@ -33,6 +33,7 @@ from dream_graph.errors import ConfigError, DreamGraphError, PromptError
 from dream_graph.llm import load_chat_model, resolve_model_spec
 from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
 from dream_graph.prompts import validate_request
+from dream_graph.runs_api import router as runs_router
 from dream_graph.settings import get_settings
 from dream_graph.webhooks import SignatureError, verify_github_signature
 
@@ -258,6 +259,7 @@ def create_app(
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID", validator=_valid_request_id)
     _add_error_handlers(app)
     _add_routes(app, graphs, limiter)
+    app.include_router(runs_router)
     return app
 
 
@@ -286,15 +288,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         response = _error(500, "internal error; quote the request_id when reporting it")
         response.headers["X-Request-ID"] = correlation_id.get() or ""
         return response
-
-
-async def require_api_key(x_api_key: str | None = Header(None, description="Required when DREAM_GRAPH_API_KEY is set.")) -> None:
-    """When a key is configured, only callers that present it may run the graph."""
-    expected = get_settings().api_key
-    if expected is None:
-        return
-    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(401, "missing or wrong X-API-Key header")
 
 
 def _add_routes(app: FastAPI, graphs: dict[str, Runnable], limiter: RunLimiter) -> None:

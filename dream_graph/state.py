@@ -49,6 +49,8 @@ class LLMCall(TypedDict):
     ok: bool
     error: str | None
     failed_over: NotRequired[list[str]]
+    reply: NotRequired[str | None]
+    sent_after_prompt: NotRequired[list[dict[str, str]]]
 
 
 class AutoFix(TypedDict):

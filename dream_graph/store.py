@@ -93,6 +93,7 @@ class Cycle(Base):
     cycle: Mapped[int] = mapped_column(Integer)
     model: Mapped[str | None] = mapped_column(String(200))
     message_index: Mapped[int | None] = mapped_column(Integer)
+    prompt_messages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     reply: Mapped[str | None] = mapped_column(Text)
     code: Mapped[str | None] = mapped_column(Text)
     config_yaml: Mapped[str | None] = mapped_column(Text)
@@ -333,6 +334,11 @@ def run_from_state(state: dict[str, Any], config: RunnableConfig | None = None) 
         index = reply_at.get(number)
         message = messages[index] if index is not None else None
         reply = message_dict(message)["content"] if message is not None else None
+        answered = next((c for c in calls if c.get("cycle") == number and c.get("reply") is not None), None)
+        prompt_messages = None
+        if answered is not None:  # exact, even when the conversation was trimmed since
+            reply = answered["reply"]
+            prompt_messages = run.messages[:2] + list(answered.get("sent_after_prompt") or [])
         llm = _cycle_llm([c for c in calls if c.get("cycle") == number], message)
         current = [e for e in evaluations if e.get("cycle") == number]
         last = number == cycles
@@ -340,13 +346,18 @@ def run_from_state(state: dict[str, Any], config: RunnableConfig | None = None) 
             cycle=number,
             model=llm.pop("model") or state.get("model"),
             message_index=index,
+            prompt_messages=prompt_messages,
             reply=reply,
             code=state.get("code") if last and reply is not None else (extract_python(reply) if reply else None),
             config_yaml=state.get("config_yaml")
             if last and reply is not None
             else (extract_yaml(reply) if reply else None),
             passed=all(e.get("passed") for e in current) if current else None,
-            llm_calls=[c for c in calls if c.get("cycle") == number],
+            llm_calls=[
+                {k: v for k, v in c.items() if k not in ("reply", "sent_after_prompt")}
+                for c in calls
+                if c.get("cycle") == number
+            ],
             **llm,
         )
         for ev in sorted(current, key=lambda e: str(e.get("evaluator"))):
@@ -458,7 +469,10 @@ def run_detail(run: Run) -> dict[str, Any]:
 def cycle_record(run: Run, cycle: Cycle) -> dict[str, Any]:
     """One cycle as one flat export line: the prompt messages and the reply, ready for a dataset."""
     messages = run.messages or []
-    prompt = messages[: cycle.message_index] if cycle.message_index is not None else []
+    if cycle.prompt_messages is not None:
+        prompt = cycle.prompt_messages
+    else:
+        prompt = messages[: cycle.message_index] if cycle.message_index is not None else []
     findings = [
         {"evaluator": ev.evaluator, "rule": f.rule, "line": f.line, "severity": f.severity, "message": f.message}
         for ev in cycle.evaluations

@@ -447,3 +447,19 @@ async def test_github_without_a_secret_is_503_and_bad_json_is_400(make_client, m
 
 async def test_unknown_routes_are_json_errors_too(client):
     assert_error(await client.get("/nowhere"), 404, "Not Found")
+
+
+async def test_runs_api_is_mounted_and_sees_the_services_runs(make_client, monkeypatch):
+    setenv(monkeypatch, DREAM_GRAPH_API_KEY="s3cret")
+    key = {"X-API-Key": "s3cret"}
+    async with make_client() as client:
+        assert (await client.get("/runs")).status_code == 401
+        done = await client.post("/generate", json={"prompt": PROMPT}, headers=key)
+        assert done.status_code == 200
+        run_id = done.json()["run_id"]
+        listed = await client.get("/runs", headers=key)
+        assert listed.status_code == 200 and run_id in [r["id"] for r in listed.json()["runs"]]
+        one = await client.get(f"/runs/{run_id}", headers=key)
+        assert one.json()["request"] == PROMPT and one.json()["status"] == "passed"
+        report = await client.get("/runs/report", headers=key)
+        assert report.status_code == 200

@@ -294,3 +294,18 @@ def test_store_module_keeps_one_engine_per_url(tmp_path):
     b = get_store(f"sqlite:///{tmp_path / 'b.sqlite'}")
     assert b is not a and isinstance(b, RunStore)
     assert store.get_store(None) is not None
+
+
+def test_every_cycle_keeps_its_reply_and_prompt_after_the_conversation_is_trimmed():
+    bad = [f"```python\ndef f{i}(:\n    pass\n```\n" for i in range(3)]
+    state = run_graph(*bad, CLEAN, max_cycles=4)
+    assert (state["status"], state["cycles"]) == ("passed", 4)
+    ai_in_state = [m for m in state["messages"] if m.type == "ai"]
+    assert len(ai_in_state) < 4, "the repair loop trims old replies, which is what this test is about"
+    run = get_store().get_run(state["run_id"])
+    replies = [c["reply"] for c in run["cycle_details"]]
+    assert replies == [*bad, CLEAN]
+    third = next(x for x in get_store().iter_cycles() if x["run_id"] == state["run_id"] and x["cycle"] == 3)
+    assert [m["role"] for m in third["messages"]][:2] == ["system", "human"]
+    assert third["messages"][-1]["role"] == "human" and "E999" in third["messages"][-1]["content"]
+    assert "def f1(" in third["messages"][-2]["content"]  # the previous reply the fix refers to

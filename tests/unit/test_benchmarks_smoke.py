@@ -1,0 +1,67 @@
+"""`python -m benchmarks --quick` runs every benchmark in its tiny configuration and writes each one's figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    """One quick run of the whole command, shared by the checks below."""
+    output = tmp_path_factory.mktemp("bench") / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        env={**os.environ, "DREAM_GRAPH_DB": "off"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(output.read_text())
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_benchmark_ran_and_the_machine_is_recorded(results):
+    assert results["quick"] is True
+    assert set(results["benchmarks"]) == {"qa_cost", "concurrency", "prompt_tokens", "cold_start"}
+    assert results["machine"]["cpus"] >= 1
+
+
+def test_qa_cost_compares_the_suite_with_both_baselines(results):
+    (row, *_) = results["benchmarks"]["qa_cost"]["rows"]
+    assert row["suite"]["median_ms"] > 0 and row["original_way"]["median_ms"] > 0
+    assert row["suite_vs_original"] > 0 and row["suite_vs_bandit_cli"] > 0
+
+
+def test_concurrency_answers_every_request_correctly_after_two_cycles(results):
+    bench = results["benchmarks"]["concurrency"]
+    assert bench["cycles"] == 2 and bench["rows"]
+    for row in bench["rows"]:
+        assert row["correct"] == row["n"], row["first_error"]
+        assert row["ratio"] == pytest.approx(row["wall_ms"] / row["ideal_ms"], abs=0.01)
+        assert row["max_loop_stall_ms"] >= 0 and row["p99_ms"] >= row["p50_ms"]
+
+
+def test_prompt_tokens_scores_retrieval_against_all_docs(results):
+    bench = results["benchmarks"]["prompt_tokens"]
+    baseline, default, *what_if = bench["rows"]
+    assert baseline["docs_budget"] == 0 and baseline["tokens_vs_all_docs"] == 1.0 and baseline["needed_kept"] == 1.0
+    assert 0 < default["tokens_vs_all_docs"] <= 1.0 and 0 <= default["needed_kept"] <= 1.0
+    assert all(r["tokens_vs_all_docs"] < 1.0 for r in what_if)  # a budget below the docs' size must cut tokens
+
+
+def test_cold_start_is_measured_against_a_bare_interpreter(results):
+    bench = results["benchmarks"]["cold_start"]
+    assert bench["python_c_pass"]["median_ms"] > 0
+    assert bench["help_vs_python"] > 0 and bench["generate_vs_python"] > 0
