@@ -134,15 +134,15 @@ def _start_service(llm_url: str, eval_processes: int) -> tuple[subprocess.Popen,
     )
     cmd = [sys.executable, "-m", "uvicorn", "benchmarks.concurrency:served_app", "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, env=env, cwd=tempfile.mkdtemp(prefix="dream_graph_bench_"), stdout=log, stderr=log)
-    proc.log = log  # type: ignore[attr-defined]
+    workdir = Path(tempfile.mkdtemp(prefix="dream_graph_bench_"))
+    with (workdir / "service.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"the service exited at start-up:\n{log.read().decode(errors='replace')[-3000:]}")
+            tail = (workdir / "service.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the service exited at start-up:\n{tail}")
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return proc, url

@@ -30,6 +30,11 @@ def _process_pool() -> ProcessPoolExecutor | None:
         return _pool
 
 
+def pool_size() -> int:
+    """How many worker processes CPU-bound checks may spread over (0: they run in a thread)."""
+    return get_settings().eval_processes
+
+
 async def run_cpu(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a CPU-bound, picklable function off the event loop."""
     pool = _process_pool()

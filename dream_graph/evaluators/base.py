@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -20,6 +22,14 @@ ENTRY_POINT_GROUP = "dream_graph.evaluators"
 AST_LOCK = threading.Lock()
 """Held around every `ast.parse` in evaluators: CPython 3.11 can fail two parses racing in threads with
 "SystemError: AST constructor recursion depth mismatch" (seen with Bandit and the config check in parallel)."""
+
+
+@lru_cache(maxsize=16)
+def parse_module(code: str) -> ast.Module:
+    """One parse per source shared by the evaluators of a cycle (treat the tree as read-only); raises SyntaxError
+    or ValueError (NUL bytes) like `ast.parse`, which is not cached, so a bad source is re-parsed each time."""
+    with AST_LOCK:
+        return ast.parse(code)
 
 
 @dataclass

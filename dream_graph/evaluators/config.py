@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from dream_graph.evaluators.base import AST_LOCK, EvalInput, finding
+from dream_graph.evaluators.base import EvalInput, finding, parse_module
 from dream_graph.state import Finding
 from dream_graph.workers import run_cpu
 
@@ -147,8 +147,7 @@ def check_classes(doc: Any, code: str | None) -> list[Finding]:
     if not refs:
         return []
     try:
-        with AST_LOCK:
-            classes = _Classes(ast.parse(code or ""))
+        classes = _Classes(parse_module(code or ""))
     except (SyntaxError, ValueError):
         return [finding("config-classes-not-checked", "node classes not checked: the python code does not parse")]
     found: list[Finding] = []

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import subprocess
 from functools import lru_cache
 from typing import Literal
 
-from dream_graph.evaluators.base import EvalInput, finding
+from dream_graph.evaluators.base import EvalInput, finding, parse_module
 from dream_graph.state import Finding
 
 LINT_RULES = ("F", "S", "PLE")
@@ -120,7 +119,7 @@ def ignored_for(bandit_skip: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 def parses(code: str) -> bool:
     """Ruff can neither lint nor fix code that does not parse: a sub-millisecond parse spares a process start."""
     try:
-        ast.parse(code)
+        parse_module(code)
     except (SyntaxError, ValueError):  # ValueError: NUL bytes in the source
         return False
     return True

@@ -1,20 +1,23 @@
-"""Security check with Bandit's own manager, in-process, in a worker thread."""
+"""Security check with Bandit's own manager: in a worker thread, or split across a process pool for big modules."""
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import logging
 import os
 import tempfile
 from functools import lru_cache
 
-from dream_graph.evaluators.base import AST_LOCK, EvalInput, finding
+from dream_graph.evaluators.base import AST_LOCK, EvalInput, finding, parse_module
 from dream_graph.state import Finding
-from dream_graph.workers import run_cpu
+from dream_graph.workers import pool_size, run_cpu
 
 log = logging.getLogger(__name__)
 
 NOT_SCANNED_RULE = "not-scanned"
-_RANK = ("LOW", "MEDIUM", "HIGH")
+CHUNK_MIN_LINES = 120
+"""Below this many lines a split costs more in process hand-offs than it saves."""
 
 
 @lru_cache(maxsize=1)
@@ -60,6 +63,47 @@ def scan(
     ]
 
 
+def split_for_workers(code: str, parts: int) -> list[str]:
+    """Split a module into `parts` sources that Bandit can scan apart and whose findings add up to the whole's.
+
+    Each part keeps every top-level import (Bandit resolves call names through them) plus a contiguous run
+    of the other top-level statements; every other line is blanked, so line numbers stay those of `code`.
+    Returns `[code]` when the module does not parse or has too few statements to split.
+    """
+    try:
+        tree = parse_module(code)
+    except (SyntaxError, ValueError):
+        return [code]
+    spans: list[tuple[int, int]] = []
+    imports: set[int] = set()
+    for node in tree.body:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        last = node.end_lineno or node.lineno
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.update(range(first, last + 1))
+        else:
+            spans.append((first, last))
+    if len(spans) < parts or parts < 2:
+        return [code]
+    lines = code.splitlines(keepends=True)
+    target = sum(b - a + 1 for a, b in spans) / parts
+    groups: list[list[tuple[int, int]]] = [[]]
+    size = 0
+    for span in spans:
+        if size >= target and len(groups) < parts:
+            groups.append([])
+            size = 0
+        groups[-1].append(span)
+        size += span[1] - span[0] + 1
+    sources = []
+    for group in groups:
+        keep = set(imports)
+        for a, b in group:
+            keep.update(range(a, b + 1))
+        sources.append("".join(line if n in keep else "\n" for n, line in enumerate(lines, start=1)))
+    return sources
+
+
 class SecurityEvaluator:
     """Bandit at a configurable severity/confidence threshold (LOW/LOW, B101 skipped, by default)."""
 
@@ -69,6 +113,10 @@ class SecurityEvaluator:
         if code is None or not code.strip():
             return [finding(NOT_SCANNED_RULE, "no python code to scan")]
         opts = context.options
-        if opts is None:
-            return await run_cpu(scan, code)
-        return await run_cpu(scan, code, opts.bandit_severity, opts.bandit_confidence, tuple(opts.bandit_skip))
+        args = () if opts is None else (opts.bandit_severity, opts.bandit_confidence, tuple(opts.bandit_skip))
+        workers = pool_size()
+        if workers < 2 or code.count("\n") < CHUNK_MIN_LINES:
+            return await run_cpu(scan, code, *args)
+        parts = await asyncio.gather(*(run_cpu(scan, part, *args) for part in split_for_workers(code, workers)))
+        merged = {(f["rule"], f["line"], f["message"]): f for found in parts for f in found}
+        return sorted(merged.values(), key=lambda f: (f["line"] or 0, f["rule"]))

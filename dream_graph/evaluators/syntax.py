@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 
-from dream_graph.evaluators.base import AST_LOCK, EvalInput, finding
+from dream_graph.evaluators.base import EvalInput, finding, parse_module
 from dream_graph.state import Finding
 
 NO_CODE_RULE = "no-code"
@@ -15,8 +14,7 @@ def check_syntax(code: str | None) -> list[Finding]:
     if code is None or not code.strip():
         return [finding(NO_CODE_RULE, "no python code block: the reply must contain a ```python fenced block")]
     try:
-        with AST_LOCK:
-            ast.parse(code)
+        parse_module(code)
     except SyntaxError as exc:
         detail = f"{exc.msg}"
         if exc.text:

@@ -24,6 +24,7 @@ def results(tmp_path_factory) -> dict:
         capture_output=True,
         text=True,
         timeout=240,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(output.read_text())
