@@ -73,6 +73,13 @@ def _with_processes(n: int):
     get_settings.cache_clear()
 
 
+def _each_alone(names: list[str], repeat: int) -> dict[str, float]:
+    """Median of each evaluator on its own (threads), to see where a cycle's time goes."""
+    code, config_yaml = generated_module(200)
+    runners = {n: suite_runner([n]) for n in names}
+    return {n: summarise(time_calls(lambda r=r: r(code, config_yaml), repeat))["median_ms"] for n, r in runners.items()}
+
+
 def run(quick: bool = False) -> dict:
     """Median/p95 per size for the suite (threads, and a 2-process pool), the original way and the Bandit CLI."""
     from dream_graph.evaluators import get_registry
@@ -112,6 +119,7 @@ def run(quick: bool = False) -> dict:
             os.environ["DREAM_GRAPH_EVAL_PROCESSES"] = previous
     return {
         "evaluators": names,
+        "per_evaluator_ms_at_200_lines": _each_alone(names, repeat),
         "rows": rows,
         "goal": "full suite < 30 ms median at 200 lines, below the original at every size",
     }

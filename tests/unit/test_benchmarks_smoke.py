@@ -39,10 +39,11 @@ def test_every_benchmark_ran_and_the_machine_is_recorded(results):
     assert results["machine"]["cpus"] >= 1
 
 
-def test_qa_cost_compares_the_suite_with_both_baselines(results):
+def test_qa_cost_times_the_suite_and_both_baselines(results):
     (row, *_) = results["benchmarks"]["qa_cost"]["rows"]
-    assert row["suite"]["median_ms"] > 0 and row["original_way"]["median_ms"] > 0
-    assert row["suite_vs_original"] > 0 and row["suite_vs_bandit_cli"] > 0
+    timed = {name for name, value in row.items() if isinstance(value, dict) and value.get("median_ms", 0) > 0}
+    assert {"original_way", "bandit_cli"} <= timed and any(name.startswith("suite") for name in timed)
+    assert all(value > 0 for name, value in row.items() if "_vs_" in name)
 
 
 def test_concurrency_answers_every_request_correctly_after_two_cycles(results):
