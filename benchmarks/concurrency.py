@@ -27,7 +27,8 @@ from benchmarks.common import percentile
 LATENCY_S = 0.3
 CYCLES = 2
 CONCURRENCY = (1, 16, 64, 128)
-EVAL_PROCESSES = (0, 2)
+SETUPS = ((0, 1), (2, 1), (0, 2))
+"""(Bandit worker processes, uvicorn workers): one process with threads, with a Bandit pool, and two server processes."""
 PROBE_PATH = "/_bench/loop"
 TICK_S = 0.01
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +116,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_service(llm_url: str, eval_processes: int) -> tuple[subprocess.Popen, str]:
+def _start_service(llm_url: str, eval_processes: int, workers: int = 1) -> tuple[subprocess.Popen, str]:
     """uvicorn in a child process, limits raised above the largest N, no run store, a clean working directory."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DREAM_GRAPH_", "OPENAI_", "COHERE_"))}
@@ -133,7 +134,8 @@ def _start_service(llm_url: str, eval_processes: int) -> tuple[subprocess.Popen,
         DREAM_GRAPH_EVAL_PROCESSES=str(eval_processes),
     )
     cmd = [sys.executable, "-m", "uvicorn", "benchmarks.concurrency:served_app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+           "--workers", str(workers)]
     workdir = Path(tempfile.mkdtemp(prefix="dream_graph_bench_"))
     with (workdir / "service.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -215,17 +217,20 @@ async def _drive(url: str, levels: tuple[int, ...], latency: float) -> list[dict
 
 
 def run(quick: bool = False, latency: float = LATENCY_S) -> dict:
-    """Every concurrency level, with Bandit in a thread (0 processes) and in a 2-process pool."""
+    """Every concurrency level in each setup: threads only, a 2-process Bandit pool, and two uvicorn workers."""
     levels = (1, 4) if quick else CONCURRENCY
-    pools = (0,) if quick else EVAL_PROCESSES
+    setups = ((0, 1),) if quick else SETUPS
     llm = _fake_llm(latency)
     rows: list[dict[str, Any]] = []
     try:
-        for processes in pools:
-            proc, url = _start_service(llm.base_url, processes)
+        for processes, workers in setups:
+            proc, url = _start_service(llm.base_url, processes, workers)
             try:
                 for row in asyncio.run(_drive(url, levels, latency)):
-                    rows.append({"eval_processes": processes, **row})
+                    if workers > 1:  # the probe reads one worker's loop and CPU at random: not a figure for the whole
+                        row.update(max_loop_stall_ms=None, server_cpu_ms_per_request=None,
+                                   subprocess_cpu_ms_per_request=None)
+                    rows.append({"eval_processes": processes, "server_workers": workers, **row})
             finally:
                 _stop_service(proc)
     finally:

@@ -32,8 +32,11 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="Server processes (one event loop each); use the number of cores."
+    ),
 ) -> None:
-    """Serve dream_graph.server:app with uvicorn."""
+    """Serve dream_graph.server:app with uvicorn; several workers use several cores (each has its own run limits)."""
     import uvicorn
 
     from dream_graph.cli import fail_usage
@@ -43,4 +46,8 @@ def serve(
         from dream_graph.server import app
     except ConfigError as exc:
         raise fail_usage(str(exc)) from None
-    uvicorn.run(app, host=host, port=port, log_config=log_config(log_level), log_level=log_level.lower())
+    options = {"host": host, "port": port, "log_config": log_config(log_level), "log_level": log_level.lower()}
+    if workers == 1:
+        uvicorn.run(app, **options)
+    else:  # uvicorn imports the app in each worker process by name
+        uvicorn.run("dream_graph.server:app", workers=workers, **options)

@@ -33,10 +33,11 @@ def clean_environment(tmp: Path, **values: str) -> dict[str, str]:
 
 @dataclass
 class Server:
-    """A running server: its base URL and the file its log goes to."""
+    """A running server: its base URL, the file its log goes to, and its process id."""
 
     url: str
     log_path: Path
+    pid: int = 0
 
     @property
     def log(self) -> str:
@@ -51,7 +52,7 @@ def running(
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", log_path)
+    server = Server(f"http://127.0.0.1:{port}", log_path, process.pid)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -76,9 +77,9 @@ def running(
 
 
 @contextmanager
-def dream_graph_server(tmp: Path, **env: str) -> Iterator[Server]:
-    """`dream-graph serve` with a clean environment plus `env`."""
+def dream_graph_server(tmp: Path, *args: str, **env: str) -> Iterator[Server]:
+    """`dream-graph serve [args]` with a clean environment plus `env`."""
     port = free_port()
-    command = [sys.executable, "-m", "dream_graph.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "dream_graph.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     with running(command, clean_environment(tmp, **env), tmp, port, ready_path="/healthz", log_dir=tmp) as server:
         yield server

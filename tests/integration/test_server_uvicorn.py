@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -126,3 +127,31 @@ def test_fifty_concurrent_generate_requests_via_the_fake_openai_server(server, f
     assert {r.json()["model"] for r in responses} == {"openai:gpt-test"}
     assert sorted(r.json()["prompt"] for r in responses) == sorted(f"{PROMPT} #{i}" for i in range(50))
     assert len(fake_openai.requests) == 50
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers_starts_two_processes_and_serves(tmp_path):
+    with dream_graph_server(tmp_path, "--workers", "2") as srv:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(workers) < 2 and time.monotonic() < deadline:  # uvicorn starts its workers one after another
+            workers = {c for c in _children(srv.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+            time.sleep(0.2)
+        assert len(workers) >= 2, workers
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(
+                    *(client.post(f"{srv.url}/generate", json={"prompt": f"{PROMPT} {i}"}) for i in range(12))
+                )
+
+        responses = asyncio.run(burst())
+        assert [r.status_code for r in responses] == [200] * 12
+        assert all(r.json()["status"] == "passed" for r in responses)
