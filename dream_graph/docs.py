@@ -96,9 +96,11 @@ class DocsSnapshot:
     core: list[bool]
     index: BM25Plus | None = field(repr=False)
 
-    def select(self, query: str, budget: int) -> Selection:
-        """The sections for a prompt about `query` within `budget` tokens (0: all of them)."""
-        return select_sections(self.sections, query, budget, index=self.index, core=self.core)
+    def select(self, query: str, budget: int, min_score: float | None = None) -> Selection:
+        """The relevant sections for a prompt about `query` within `budget` tokens (0: all of them); `min_score`
+        defaults to DREAM_GRAPH_DOCS_MIN_SCORE."""
+        min_score = get_settings().docs_min_score if min_score is None else min_score
+        return select_sections(self.sections, query, budget, index=self.index, core=self.core, min_score=min_score)
 
 
 def make_snapshot(key: str, docset: DocSet, settings: Settings | None = None) -> DocsSnapshot:

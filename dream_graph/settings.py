@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         description="Docs source spec: bundled, local:<dir>, github, github:<owner>/<repo>[@<branch>][:<path>,...].",
     )
     docs_budget: int = Field(6000, ge=0, validation_alias="DREAM_GRAPH_DOCS_BUDGET")
+    docs_min_score: float = Field(
+        0.35,
+        ge=0.0,
+        le=1.0,
+        validation_alias="DREAM_GRAPH_DOCS_MIN_SCORE",
+        description="Relevance cutoff: keep a non-core section only if it scores at least this fraction of the best "
+        "match (0: fill the budget by rank).",
+    )
     docs_core_headings: str = Field(
         r"node api|implementing a node|pipeline configuration|top-level keys|node definition|dataset definition",
         validation_alias="DREAM_GRAPH_DOCS_CORE_HEADINGS",

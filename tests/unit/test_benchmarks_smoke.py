@@ -59,8 +59,9 @@ def test_prompt_tokens_scores_retrieval_against_all_docs(results):
     bench = results["benchmarks"]["prompt_tokens"]
     baseline, default, *what_if = bench["rows"]
     assert baseline["docs_budget"] == 0 and baseline["tokens_vs_all_docs"] == 1.0 and baseline["needed_kept"] == 1.0
-    assert 0 < default["tokens_vs_all_docs"] <= 1.0 and 0 <= default["needed_kept"] <= 1.0
-    assert all(r["tokens_vs_all_docs"] < 1.0 for r in what_if)  # a budget below the docs' size must cut tokens
+    assert 0 < default["tokens_vs_all_docs"] < 1.0 and 0 <= default["needed_kept"] <= 1.0  # the cutoff cuts
+    assert default["min_score"] > 0 and 0 <= default["needed_kept_non_core"] <= default["needed_kept"]
+    assert {r["min_score"] for r in what_if} >= {0.0} and all(r["tokens_vs_all_docs"] <= 1.0 for r in what_if)
 
 
 def test_cold_start_is_measured_against_a_bare_interpreter(results):

@@ -3,6 +3,7 @@
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from dream_graph import graph
+from dream_graph.docs import docs_holder
 from dream_graph.extract import extract_python, extract_yaml
 from dream_graph.llm import resolve_model_spec
 from dream_graph.offline import OFFLINE_LABEL, OfflineChatModel
@@ -53,5 +54,6 @@ def test_local_docs_dir(monkeypatch, tmp_path):
     get_settings.cache_clear()
     state = graph.invoke({"prompt": "spin a widget"})
     assert state["docs_source"] == f"local:{tmp_path}"
-    assert {s["path"] for s in state["doc_sections"]} == {"guide.md", "bad.md"}
+    assert {s.path for s in docs_holder.get()[1]} == {"guide.md", "bad.md"}  # both loaded, bad bytes and all
+    assert [s["path"] for s in state["doc_sections"]] == ["guide.md"]  # the one relevant to the request is sent
     assert "Widget.spin()" in state["messages"][1].content

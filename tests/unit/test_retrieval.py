@@ -83,16 +83,60 @@ def test_the_budget_holds_and_document_order_is_kept(snapshot, budget):
     assert "The node API" in headings(chosen.sections)
 
 
-def test_leftover_budget_is_filled_with_lower_ranked_sections(snapshot):
+def test_with_the_cutoff_off_leftover_budget_is_filled_with_lower_ranked_sections(snapshot):
     everything = sum(s.tokens + 1 for s in snapshot.sections)
-    chosen = snapshot.select("websocket", everything)
+    chosen = snapshot.select("websocket", everything, min_score=0)
     assert len(chosen.sections) == len(snapshot.sections)
+
+
+def test_irrelevant_sections_stay_out_even_with_budget_to_spare(snapshot):
+    everything = sum(s.tokens + 1 for s in snapshot.sections)
+    chosen = snapshot.select("subscribe to a websocket and produce every frame", everything)
+    assert headings(chosen.sections) == ["The node API", "WebSocket client"]
+    assert chosen.dropped == len(snapshot.sections) - 2 and chosen.tokens < everything // 2
+
+
+def test_the_cutoff_is_a_fraction_of_the_best_match(snapshot):
+    everything = sum(s.tokens + 1 for s in snapshot.sections)
+    query = "log each kafka message"  # Logging and Kafka datasets both match, to different degrees
+    loose = headings(snapshot.select(query, everything, min_score=0.01).sections)
+    strict = headings(snapshot.select(query, everything, min_score=1.0).sections)
+    assert {"Logging", "Kafka datasets"} <= set(loose) and "WebSocket client" not in loose
+    assert len(strict) == 2 and strict[0] == "The node API" and strict[1] in {"Logging", "Kafka datasets"}
+
+
+def test_core_sections_are_kept_when_nothing_matches(snapshot):
+    chosen = snapshot.select("zebra giraffe", 10_000)
+    assert headings(chosen.sections) == ["The node API"]
+
+
+def test_docs_without_core_or_a_match_still_fill_the_budget():
+    docset = DocSet("t", (Doc("a.md", "# One\n\nalpha\n\n## Two\n\nbeta"),))
+    snap = make_snapshot("t", docset)
+    assert headings(snap.select("zebra", 1000).sections) == ["One", "Two"]
+
+
+def test_the_cutoff_comes_from_the_environment_and_is_checked(monkeypatch, snapshot):
+    from dream_graph.errors import ConfigError
+    from dream_graph.settings import get_settings
+
+    everything = sum(s.tokens + 1 for s in snapshot.sections)
+    monkeypatch.setenv("DREAM_GRAPH_DOCS_MIN_SCORE", "0")
+    get_settings.cache_clear()
+    assert len(snapshot.select("websocket", everything).sections) == len(snapshot.sections)
+    monkeypatch.setenv("DREAM_GRAPH_DOCS_MIN_SCORE", "1.5")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match="DREAM_GRAPH_DOCS_MIN_SCORE"):
+        get_settings()
+    with pytest.raises(ValueError, match="fraction"):
+        select_sections(snapshot.sections, "x", 100, min_score=-0.1)
 
 
 def test_budget_zero_stuffs_every_section(snapshot):
     chosen = snapshot.select("websocket", 0)
     assert chosen.sections == snapshot.sections
     assert chosen.dropped == 0
+    assert snapshot.select("websocket", 0, min_score=1.0).sections == snapshot.sections  # no cutoff either
 
 
 def test_core_sections_stay_even_over_budget_with_a_warning(snapshot):
