@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from dream_graph.errors import ConfigError, DreamGraphError
-from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
 
 app = typer.Typer(help="Turn a plain-language request into checked code with an LLM.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -151,6 +150,8 @@ def generate(
         ctx.model = spec
     except (ConfigError, ValueError) as exc:
         raise fail_usage(str(exc)) from None
+    from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
+
     if spec == OFFLINE_MODEL_ID:
         err.print(f"[bold yellow]Using the {OFFLINE_LABEL}.[/] Set OPENAI_API_KEY or DREAM_GRAPH_MODEL for a real LLM.")
     try:
