@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from dream_graph.evaluators.base import EvalInput, finding, parse_module
 from dream_graph.state import Finding
 
