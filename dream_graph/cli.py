@@ -27,13 +27,10 @@ def fail_usage(message: str) -> typer.Exit:
 
 
 def to_jsonable(state: dict[str, Any]) -> dict[str, Any]:
-    """The output state as plain JSON (messages as role/content pairs)."""
-    result = dict(state)
-    result["messages"] = [
-        {"role": getattr(m, "type", "unknown"), "content": m.content if isinstance(m.content, str) else str(m.content)}
-        for m in state.get("messages") or []
-    ]
-    return result
+    """The output state as plain JSON (messages as role/content pairs, as the run store keeps them)."""
+    from dream_graph.store import message_dict  # late: `dream-graph --help` must not load SQLAlchemy
+
+    return {**state, "messages": [message_dict(m) for m in state.get("messages") or []]}
 
 
 def checks_table(state: dict[str, Any]) -> Table:

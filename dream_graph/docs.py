@@ -228,11 +228,6 @@ def docs_for(spec: str | None = None) -> DocsSnapshot:
     return docs_holder.snapshot(spec)
 
 
-def load_configured(settings: Settings | None = None) -> DocSet:
-    """The configured source's docs, with the GitHub fallbacks."""
-    return load_source(source_config(None, settings), settings)
-
-
 def register_docs_source(spec: str) -> str:
     """Allow a trusted source (e.g. a pipeline's `docs`) as a per-run `docs` option; returns its key."""
     key = parse_docs_source(spec).key
