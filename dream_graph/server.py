@@ -30,12 +30,14 @@ from dream_graph.cli import to_jsonable
 from dream_graph.context import Context
 from dream_graph.docs import docs_holder
 from dream_graph.errors import ConfigError, DreamGraphError, PromptError
+from dream_graph.evaluators.ruff_server import shutdown_server
 from dream_graph.llm import load_chat_model, resolve_model_spec
 from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
 from dream_graph.prompts import validate_request
 from dream_graph.runs_api import router as runs_router
 from dream_graph.settings import get_settings
 from dream_graph.webhooks import SignatureError, verify_github_signature
+from dream_graph.workers import shutdown_pool
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +237,18 @@ def _valid_request_id(value: str) -> bool:
 # ---------------------------------------------------------------- the app
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Check worker processes and the Ruff server belong to this service process: they stop with it."""
+    yield
+    await asyncio.to_thread(_stop_helpers)
+
+
+def _stop_helpers() -> None:
+    shutdown_pool()
+    shutdown_server()
+
+
 def create_app(
     graphs: dict[str, Runnable] | None = None,
     *,
@@ -253,6 +267,7 @@ def create_app(
         title="dream_graph",
         version=__version__,
         description="Turn a plain-language request into checked code with an LLM. See the README's API section.",
+        lifespan=_lifespan,
     )
     app.state.graphs, app.state.limiter, app.state.background = graphs, limiter, set()
     app.add_middleware(RunGateMiddleware, limiter=limiter)

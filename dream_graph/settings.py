@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         validation_alias="DREAM_GRAPH_EVAL_PROCESSES",
         description="Worker processes for CPU-bound checks (Bandit); 0 runs them in a thread.",
     )
+    ruff_server: bool = Field(
+        True,
+        validation_alias="DREAM_GRAPH_RUFF_SERVER",
+        description="Lint and fix through one long-lived `ruff server` per process (false: a Ruff process per check).",
+    )
     pipelines: Path | None = Field(
         None, validation_alias="DREAM_GRAPH_PIPELINES", description="pipelines.toml to read; unset = the shipped one."
     )

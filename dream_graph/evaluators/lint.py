@@ -1,15 +1,20 @@
-"""Ruff on the generated code (stdin, JSON out, subprocess in a worker thread): pyflakes errors plus Ruff's `S` rules."""
+"""Ruff on the generated code (pyflakes errors plus Ruff's `S` rules), through a long-lived `ruff server` or the CLI."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 from functools import lru_cache
 from typing import Literal
 
 from dream_graph.evaluators.base import EvalInput, finding, parse_module
+from dream_graph.evaluators.ruff_server import RuffServer, RuffServerError, get_server, live_server
+from dream_graph.settings import get_settings
 from dream_graph.state import Finding
+
+log = logging.getLogger(__name__)
 
 LINT_RULES = ("F", "S", "PLE")
 """Pyflakes, Bandit-as-Ruff (a second opinion on the `security` evaluator) and pylint's error class."""
@@ -89,6 +94,41 @@ async def ruff_diagnostics(code: str, select: tuple[str, ...], ignore: tuple[str
     return json.loads(out or "[]")
 
 
+def _within(code: str, selectors: tuple[str, ...]) -> bool:
+    """Ruff selectors are code prefixes: "F" selects F401."""
+    return any(code.startswith(s) for s in selectors)
+
+
+async def _server() -> RuffServer | None:
+    """The language server (started off the event loop on first use), or None: off, or unavailable."""
+    if not get_settings().ruff_server:
+        return None
+    server = live_server()
+    if server is None:
+        try:
+            server = await asyncio.to_thread(get_server, ruff_binary(), LINT_RULES, AUTOFIX_RULES)
+        except RuffServerError:
+            return None
+    return server
+
+
+async def diagnostics_for(code: str, select: tuple[str, ...], ignore: tuple[str, ...] = ()) -> list[dict]:
+    """Ruff's diagnostics for `code` with `select` on and `ignore` off: from the server when its rules cover
+    `select`, else (or when it fails) from the CLI."""
+    server = await _server() if all(_within(s, LINT_RULES) for s in select) else None
+    if server is not None:
+        try:
+            found, _ = await server.check(code)
+        except RuffServerError as exc:
+            log.warning("ruff server check failed, using the CLI: %s", exc)
+        else:
+            return [
+                d for d in found
+                if _is_syntax_error(d) or (_within(d["code"], select) and not _within(d["code"], ignore))
+            ]
+    return await ruff_diagnostics(code, select, ignore)
+
+
 def _is_syntax_error(diag: dict) -> bool:
     return diag.get("code") in (None, "invalid-syntax", "E999")
 
@@ -129,13 +169,19 @@ async def lint(code: str, strictness: str = "errors", ignore: tuple[str, ...] = 
     """Lint `code` with the evaluator's rule set and severity map."""
     if not parses(code):
         return [finding(NOT_LINTED_RULE, NOT_LINTED_MESSAGE)]
-    return to_findings(await ruff_diagnostics(code, LINT_RULES, ignore), strictness)
+    return to_findings(await diagnostics_for(code, LINT_RULES, ignore), strictness)
 
 
 async def safe_fixes(code: str, rules: tuple[str, ...] = AUTOFIX_RULES) -> tuple[str, list[str]]:
     """Apply Ruff's safe fixes for `rules`; return the fixed code and the rule codes fixed (none: code unchanged)."""
     if not parses(code):
         return code, []
+    server = await _server() if tuple(rules) == AUTOFIX_RULES else None
+    if server is not None:
+        try:
+            return await _server_fixes(server, code, rules)
+        except RuffServerError as exc:
+            log.warning("ruff server fix failed, using the CLI: %s", exc)
     diagnostics = await ruff_diagnostics(code, rules)
     fixable = sorted(
         {d["code"] for d in diagnostics if not _is_syntax_error(d) and (d.get("fix") or {}).get("applicability") == "safe"}
@@ -146,6 +192,17 @@ async def safe_fixes(code: str, rules: tuple[str, ...] = AUTOFIX_RULES) -> tuple
     if status != 0 or out == code:
         return code, []
     return out, fixable
+
+
+async def _server_fixes(server: RuffServer, code: str, rules: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The server's fix-all (limited to `rules` by its `fixable` setting); the rules fixed are those whose findings
+    the fix removed."""
+    found, fixed = await server.check(code, fix=True)
+    if fixed == code or not parses(fixed):
+        return code, []
+    before = {d["code"] for d in found if d["code"] in rules}
+    after, _ = await server.check(fixed)
+    return fixed, sorted(before - {d["code"] for d in after})
 
 
 class LintEvaluator:
