@@ -30,7 +30,7 @@ from dream_graph.pipelines import Pipeline, get_pipeline
 from dream_graph.prompts import render, validate_request
 from dream_graph.repair import autofix, repair_step
 from dream_graph.state import Evaluation, InputState, OutputState, State
-from dream_graph.store import message_dict, new_run_fields, record_safely
+from dream_graph.store import message_dict, new_run_fields, record_safely, store_url
 
 
 def _node(func: Callable[..., Any], afunc: Callable[..., Any], name: str) -> Runnable:
@@ -219,7 +219,9 @@ def record(state: State, config: RunnableConfig) -> dict[str, Any]:
 
 
 async def arecord(state: State, config: RunnableConfig) -> dict[str, Any]:
-    """Same as `record`, with the database write off the event loop."""
+    """Same as `record`, with the database write off the event loop (no thread hop when recording is off)."""
+    if store_url() is None:
+        return {}
     return await asyncio.to_thread(record_safely, state, config)
 
 

@@ -1,4 +1,4 @@
-"""The `lint` evaluator (real Ruff over stdin) and Ruff's safe auto-fixes."""
+"""The `lint` evaluator and Ruff's safe auto-fixes, each test both through the Ruff language server and the CLI."""
 
 from __future__ import annotations
 
@@ -13,6 +13,20 @@ UNDEFINED = "def f():\n    return undefined_name\n"
 UNUSED_IMPORT = "import os\nimport sys\n\nprint(sys.argv)\n"
 SHELL = "import subprocess\n\nsubprocess.call('ls', shell=True)\n"
 ASSERT = "def f(x):\n    assert x\n    return x\n"
+
+
+@pytest.fixture(autouse=True, params=["server", "cli"])
+def ruff_path(request, monkeypatch):
+    """Every test runs against the long-lived `ruff server` and against a Ruff process per check."""
+    from dream_graph.evaluators.ruff_server import live_server, shutdown_server
+    from dream_graph.settings import get_settings
+
+    monkeypatch.setenv("DREAM_GRAPH_RUFF_SERVER", "true" if request.param == "server" else "false")
+    get_settings.cache_clear()
+    yield request.param
+    if request.param == "cli":
+        assert live_server() is None  # switched off means no server was started
+    shutdown_server()
 
 
 async def lint(code: str | None, **options) -> list[dict]:
