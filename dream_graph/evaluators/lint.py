@@ -139,7 +139,9 @@ def to_findings(diagnostics: list[dict], strictness: str = "errors") -> list[Fin
         return [finding(NOT_LINTED_RULE, NOT_LINTED_MESSAGE)]
     found = []
     for d in sorted(diagnostics, key=lambda d: (d["location"]["row"], d["code"])):
-        fixable = " (auto-fixable)" if (d.get("fix") or {}).get("applicability") == "safe" else ""
+        # Only the safe fixes auto-fix applies are labelled (the language server offers no others).
+        safe = (d.get("fix") or {}).get("applicability") == "safe" and d["code"] in AUTOFIX_RULES
+        fixable = " (auto-fixable)" if safe else ""
         found.append(
             finding(
                 d["code"],
