@@ -239,7 +239,7 @@ def _valid_request_id(value: str) -> bool:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Check worker processes and the Ruff server belong to this service process: they stop with it."""
+    """The Bandit worker processes and the Ruff server belong to this service process: they stop with it."""
     yield
     await asyncio.to_thread(_stop_helpers)
 
