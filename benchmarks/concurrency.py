@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +130,15 @@ def tree_cpu_s(root: int) -> float:
     return sum(used.get(pid, 0.0) for pid in tree)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@contextmanager
+def _service(llm_url: str, eval_processes: int, workers: int = 1) -> Iterator[Any]:
+    """uvicorn in a child process (the integration tests' `running`), limits above the largest N, no run store."""
+    sys.path.insert(0, str(ROOT))
+    from tests.integration.serving import clean_environment, free_port, running
 
-
-def _start_service(llm_url: str, eval_processes: int, workers: int = 1) -> tuple[subprocess.Popen, str]:
-    """uvicorn in a child process, limits raised above the largest N, no run store, a clean working directory."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DREAM_GRAPH_", "OPENAI_", "COHERE_"))}
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="dream_graph_bench_"))
+    env = clean_environment(workdir)
     env.update(
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         DREAM_GRAPH_MODEL="openai:gpt-bench",
@@ -156,32 +155,8 @@ def _start_service(llm_url: str, eval_processes: int, workers: int = 1) -> tuple
     cmd = [sys.executable, "-m", "uvicorn", "benchmarks.concurrency:served_app", "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
            "--workers", str(workers)]
-    workdir = Path(tempfile.mkdtemp(prefix="dream_graph_bench_"))
-    with (workdir / "service.log").open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (workdir / "service.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the service exited at start-up:\n{tail}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the service did not become healthy within 60 s")
-
-
-def _stop_service(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with running(cmd, env, workdir, port, ready_path="/healthz", log_dir=workdir) as server:
+        yield server
 
 
 # ---------------------------------------------------------------- the load
@@ -251,14 +226,11 @@ def run(quick: bool = False, latency: float = LATENCY_S) -> dict:
     rows: list[dict[str, Any]] = []
     try:
         for processes, workers in setups:
-            proc, url = _start_service(llm.base_url, processes, workers)
-            try:
-                for row in asyncio.run(_drive(url, proc.pid, levels, latency)):
+            with _service(llm.base_url, processes, workers) as server:
+                for row in asyncio.run(_drive(server.url, server.pid, levels, latency)):
                     if workers > 1:  # the probe reads one worker's loop at random: not a figure for the whole
                         row.update(max_loop_stall_ms=None)
                     rows.append({"eval_processes": processes, "server_workers": workers, **row})
-            finally:
-                _stop_service(proc)
     finally:
         llm.stop()
     n64 = [r["ratio"] for r in rows if r["n"] == 64]
