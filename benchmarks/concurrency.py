@@ -1,6 +1,6 @@
 """Service concurrency: N concurrent POST /generate (2 cycles each) against a fake LLM with latency L, vs ideal 2 x L.
 
-The service is the real `dream_graph.server:app`, served by uvicorn in its own process (so the event loop measured is
+The service is the real `dream_graph.service.app:app`, served by uvicorn in its own process (so the event loop measured is
 the service's alone), wrapped by `served_app` in a probe that records the loop's longest stall. The fake
 OpenAI-compatible server runs in a thread of this process and answers every first attempt with a syntax error and
 every repair request with clean code, so each run takes exactly two LLM calls however many are in flight.
@@ -76,7 +76,7 @@ class LoopProbe:
 
 def served_app() -> LoopProbe:
     """uvicorn factory: the service's own module-level app, unchanged, behind the loop probe."""
-    from dream_graph.server import app
+    from dream_graph.service.app import app
 
     return LoopProbe(app)
 

@@ -31,6 +31,7 @@ from dream_graph.prompts import render, validate_request
 from dream_graph.repair import autofix, repair_step
 from dream_graph.state import Evaluation, InputState, OutputState, State
 from dream_graph.store import message_dict, new_run_fields, record_safely, store_url
+from dream_graph.targets import get_target
 
 
 def _node(func: Callable[..., Any], afunc: Callable[..., Any], name: str) -> Runnable:
@@ -73,7 +74,7 @@ def build_prompt(state: State) -> dict[str, Any]:
     """Guidelines + docs + request, from the template files, as the first conversation."""
     user = "\n\n".join(
         [
-            render("guidelines"),
+            get_target().prompt_part("guidelines"),
             render("documentation", documentation=state["documentation"]),
             render("instructions", instructions=state["prompt"].strip()),
         ]

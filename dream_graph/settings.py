@@ -21,6 +21,11 @@ class Settings(BaseSettings):
         validation_alias="DREAM_GRAPH_MODEL",
         description="`auto`, `offline`, `openai:<model>`, `cohere:<model>` or any `provider:model`.",
     )
+    target: str = Field(
+        "aineko",
+        validation_alias="DREAM_GRAPH_TARGET",
+        description="Target framework package under dream_graph/targets (the docs, prompt parts, checks and templates).",
+    )
     max_cycles: int = Field(3, ge=1, le=20, validation_alias="DREAM_GRAPH_MAX_CYCLES")
     temperature: float = Field(0.1, ge=0.0, le=2.0, validation_alias="DREAM_GRAPH_TEMPERATURE")
     max_tokens: int = Field(2048, ge=1, validation_alias="DREAM_GRAPH_MAX_TOKENS")

@@ -664,3 +664,8 @@ __all__ = [
     "run_from_state",
     "store_url",
 ]
+
+
+def to_jsonable(state: dict[str, Any]) -> dict[str, Any]:
+    """The output state as plain JSON (messages as role/content pairs, as the run store keeps them)."""
+    return {**state, "messages": [message_dict(m) for m in state.get("messages") or []]}

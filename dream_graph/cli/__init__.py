@@ -26,11 +26,10 @@ def fail_usage(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def to_jsonable(state: dict[str, Any]) -> dict[str, Any]:
-    """The output state as plain JSON (messages as role/content pairs, as the run store keeps them)."""
-    from dream_graph.store import message_dict  # late: `dream-graph --help` must not load SQLAlchemy
+def _jsonable(state: dict[str, Any]) -> dict[str, Any]:
+    from dream_graph.store import to_jsonable  # late: `dream-graph --help` must not load SQLAlchemy
 
-    return {**state, "messages": [message_dict(m) for m in state.get("messages") or []]}
+    return to_jsonable(state)
 
 
 def checks_table(state: dict[str, Any]) -> Table:
@@ -158,7 +157,7 @@ def generate(
     for warning in state.get("docs_warnings") or []:
         err.print(f"[bold yellow]docs:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if as_json:
-        sys.stdout.write(json.dumps(to_jsonable(state), default=str) + "\n")
+        sys.stdout.write(json.dumps(_jsonable(state), default=str) + "\n")
     else:
         out.print(state.get("response") or "", markup=False, highlight=False, soft_wrap=True)
         out.print(checks_table(state))
@@ -173,15 +172,15 @@ def generate(
     raise typer.Exit(EXIT_PASSED if state.get("status") == "passed" else EXIT_FAILED)
 
 
-from dream_graph.cli_serve import serve_app  # noqa: E402
+from dream_graph.cli.serve import serve_app  # noqa: E402
 
 app.add_typer(serve_app, name="serve")
 
-from dream_graph.cli_runs import runs_app  # noqa: E402
+from dream_graph.cli.runs import runs_app  # noqa: E402
 
 app.add_typer(runs_app, name="runs")
 
-from dream_graph.cli_docs import docs_app  # noqa: E402
+from dream_graph.cli.docs import docs_app  # noqa: E402
 
 app.add_typer(docs_app, name="docs")
 

@@ -36,18 +36,18 @@ def serve(
         1, "--workers", min=1, max=64, help="Server processes (one event loop each); use the number of cores."
     ),
 ) -> None:
-    """Serve dream_graph.server:app with uvicorn; several workers use several cores (each has its own run limits)."""
+    """Serve dream_graph.service.app:app with uvicorn; several workers use several cores (each has its own run limits)."""
     import uvicorn
 
     from dream_graph.cli import fail_usage
     from dream_graph.errors import ConfigError
 
     try:
-        from dream_graph.server import app
+        from dream_graph.service.app import app
     except ConfigError as exc:
         raise fail_usage(str(exc)) from None
     options = {"host": host, "port": port, "log_config": log_config(log_level), "log_level": log_level.lower()}
     if workers == 1:
         uvicorn.run(app, **options)
     else:  # uvicorn imports the app in each worker process by name
-        uvicorn.run("dream_graph.server:app", workers=workers, **options)
+        uvicorn.run("dream_graph.service.app:app", workers=workers, **options)

@@ -16,13 +16,14 @@ from dream_graph.evaluators.base import (
 
 def builtin_evaluators() -> list[Evaluator]:
     """The evaluators shipped with dream_graph."""
-    from dream_graph.evaluators.config import ConfigEvaluator
     from dream_graph.evaluators.lint import LintEvaluator
     from dream_graph.evaluators.sandbox import SandboxEvaluator
     from dream_graph.evaluators.security import SecurityEvaluator
     from dream_graph.evaluators.syntax import SyntaxEvaluator
 
-    return [SyntaxEvaluator(), SecurityEvaluator(), LintEvaluator(), ConfigEvaluator(), SandboxEvaluator()]
+    from dream_graph.targets import get_target
+
+    return [SyntaxEvaluator(), SecurityEvaluator(), LintEvaluator(), *get_target().evaluators(), SandboxEvaluator()]
 
 
 __all__ = [

@@ -24,9 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dream_graph import __version__, slack
-from dream_graph.auth import require_api_key
-from dream_graph.cli import to_jsonable
+from dream_graph import __version__
+from dream_graph.service import slack
+from dream_graph.service.auth import require_api_key
+from dream_graph.store import to_jsonable
 from dream_graph.context import Context
 from dream_graph.docs import docs_holder
 from dream_graph.errors import ConfigError, DreamGraphError, PromptError
@@ -34,9 +35,9 @@ from dream_graph.evaluators.ruff_server import shutdown_server
 from dream_graph.llm import load_chat_model, resolve_model_spec
 from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
 from dream_graph.prompts import validate_request
-from dream_graph.runs_api import router as runs_router
+from dream_graph.service.runs_api import router as runs_router
 from dream_graph.settings import get_settings
-from dream_graph.webhooks import SignatureError, verify_github_signature
+from dream_graph.service.webhooks import SignatureError, verify_github_signature
 from dream_graph.workers import shutdown_pool
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from dream_graph.webhooks import SignatureError, check_signature
+from dream_graph.service.webhooks import SignatureError, check_signature
 
 log = logging.getLogger(__name__)
 

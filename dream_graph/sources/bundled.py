@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from dream_graph.sources import Doc, DocSet
 
 DEFAULT_FRAMEWORK = "aineko"
@@ -11,8 +9,10 @@ DEFAULT_FRAMEWORK = "aineko"
 
 def load_bundled(framework: str = DEFAULT_FRAMEWORK) -> DocSet:
     """Read the shipped markdown for `framework`, in a stable order."""
-    root = files("dream_graph").joinpath("bundled_docs", framework)
-    if not root.is_dir():
+    from dream_graph.targets import available_targets, get_target
+
+    root = get_target(framework).docs_dir if framework in available_targets() else None
+    if root is None or not root.is_dir():
         raise FileNotFoundError(f"no bundled documentation for framework {framework!r}")
     docs = tuple(
         Doc(path=f"{framework}/{p.name}", text=p.read_text(encoding="utf-8"))

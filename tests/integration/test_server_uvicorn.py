@@ -53,10 +53,10 @@ def test_healthz_and_generate_with_request_ids_in_the_log(server):
     assert response.status_code == 200 and response.json()["status"] == "passed"
     assert response.headers["x-request-id"] == "uvicorn-req-1"
     for _ in range(50):  # the access log line is written just after the response
-        if "[uvicorn-req-1] dream_graph.server: run finished" in server.log:
+        if "[uvicorn-req-1] dream_graph.service.app: run finished" in server.log:
             break
         time.sleep(0.1)
-    assert "[uvicorn-req-1] dream_graph.server: run finished: pipeline=dream status=passed" in server.log
+    assert "[uvicorn-req-1] dream_graph.service.app: run finished: pipeline=dream status=passed" in server.log
 
 
 def test_bad_input_gets_json_errors(server):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dream_graph.evaluators import EvalInput, is_blocking
-from dream_graph.evaluators.config import ConfigEvaluator, check_config
+from dream_graph.targets.aineko.config_check import ConfigEvaluator, check_config
 
 CODE = '''from aineko import AbstractNode
 

@@ -132,7 +132,7 @@ async def test_shutdown_stops_the_child(monkeypatch):
 def test_the_service_stops_its_ruff_server_with_it(monkeypatch):
     from fastapi.testclient import TestClient
 
-    from dream_graph.server import create_app
+    from dream_graph.service.app import create_app
 
     use_server(monkeypatch, True)
     with TestClient(create_app(graphs={})) as client:

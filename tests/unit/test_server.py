@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableLambda
 
 from dream_graph.graph import build_graph
 from dream_graph.offline import OFFLINE_LABEL, OfflineChatModel
-from dream_graph.server import create_app, without_null
+from dream_graph.service.app import create_app, without_null
 from dream_graph.settings import get_settings
 from tests.fakes.base import CLEAN_REPLY, Reply
 from tests.fakes.receiver import Receiver

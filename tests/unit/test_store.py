@@ -252,7 +252,7 @@ def test_cli_list_show_and_errors(monkeypatch):
 
 
 def api() -> TestClient:
-    from dream_graph.runs_api import router
+    from dream_graph.service.runs_api import router
 
     web = FastAPI()
     web.include_router(router)
