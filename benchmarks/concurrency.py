@@ -1,40 +1,55 @@
-"""Service concurrency: N concurrent POST /generate (2 cycles each) against a fake LLM with latency L, vs ideal 2 x L.
+"""Service concurrency against two bare peers: N concurrent POST /generate (2 cycles each) against a fake LLM with
+latency L, for dream_graph and for the same two-cycle job (generate -> `ast.parse` -> fix -> generate) written as
 
-The service is the real `dream_graph.service.app:app`, served by uvicorn in its own process (so the event loop measured is
-the service's alone), wrapped by `served_app` in a probe that records the loop's longest stall. The fake
-OpenAI-compatible server runs in a thread of this process and answers every first attempt with a syntax error and
-every repair request with clean code, so each run takes exactly two LLM calls however many are in flight.
+- `langgraph`: a bare LangGraph StateGraph with ChatOpenAI, served by FastAPI;
+- `openai`: plain AsyncOpenAI in a FastAPI handler.
 
-Besides the ratio to the ideal, each row has the CPU the service (all its processes) and this harness used per
-request, and the floor that CPU sets on a burst's wall time (all of it spread over every core): past the point where
-that floor exceeds 2 x L, a burst is CPU-bound, and `ratio_vs_bound` says how close the service gets to that bound.
+Every stack is served the same way (uvicorn in its own process, behind `LoopProbe`, which records the loop's longest
+stall) and driven the same way, against the same fake OpenAI-compatible server (a thread of this process), which
+answers every first attempt with a syntax error and every repair request with clean Aineko 0.4.0 code, so each run
+takes exactly two LLM calls however many are in flight. The bursts are interleaved (stack order rotated every round),
+so a busy moment on the shared machine hits every stack alike; each figure is the median over the rounds.
+
+dream_graph runs with the service's default checks, and with the evaluator set given per request (`variants`), e.g.
+without the sandboxed `aineko` check. Each row has the wall time, the ratio to the ideal 2 x L, the CPU the service
+(all its processes) and this harness used per request, and, for dream_graph, both as ratios to each peer.
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import asyncio
 import json
 import os
+import re
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
-from benchmarks.common import percentile
+from benchmarks.common import CpuGroup, percentile
 
 LATENCY_S = 0.3
 CYCLES = 2
-CONCURRENCY = (1, 16, 64, 128)
-SETUPS = ((0, 1), (2, 1), (0, 2))
-"""(Bandit worker processes, uvicorn workers): one process with threads, with a Bandit pool, and two server processes."""
+CONCURRENCY = (1, 16, 64)
+ROUNDS = 3
+PEERS = ("langgraph", "openai")
+GOAL = {"wall_vs_langgraph": 1.25, "cpu_vs_langgraph": 1.6}
+"""At N=64: dream_graph's wall time and service CPU per request as multiples of the bare LangGraph peer's."""
 PROBE_PATH = "/_bench/loop"
 TICK_S = 0.01
 ROOT = Path(__file__).resolve().parent.parent
+MODEL = "gpt-bench"
+SYSTEM = "You write Aineko 0.4.0 nodes: one ```python block with the node and one ```yaml block with its pipeline."
+FIX = "Your code does not parse: {error}. Restate the whole reply with the problem fixed."
 
 
 # ---------------------------------------------------------------- inside the service process
@@ -81,17 +96,137 @@ def served_app() -> LoopProbe:
     return LoopProbe(app)
 
 
+_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+def syntax_error(reply: str) -> str | None:
+    """The peers' whole check: the reply's python block parses, or the error that says why not."""
+    match = _BLOCK.search(reply)
+    if match is None:
+        return "no ```python block"
+    try:
+        ast.parse(match.group(1))
+    except SyntaxError as exc:
+        return f"{exc.msg} (line {exc.lineno})"
+    return None
+
+
+class PeerRequest(BaseModel):
+    """A peer's POST /generate body (at module level: FastAPI resolves the handler's annotations by name)."""
+
+    prompt: str
+
+
+def _peer_app(generate: Any) -> Any:
+    """FastAPI with the endpoints every stack has here: POST /generate {"prompt"} and GET /healthz."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/generate")
+    async def run(request: PeerRequest) -> dict[str, Any]:
+        status, cycles = await generate(request.prompt)
+        return {"status": status, "cycles": cycles}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def langgraph_peer() -> LoopProbe:
+    """uvicorn factory: the two-cycle job as a bare LangGraph graph (generate -> check -> fix -> generate)."""
+    from typing import Annotated, TypedDict
+
+    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_openai import ChatOpenAI
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.graph.message import add_messages
+
+    # The functional form: class-body annotations would be strings here (`from __future__ import annotations`).
+    State = TypedDict("State", {"messages": Annotated[list, add_messages], "cycles": int, "status": str})
+
+    llm = ChatOpenAI(model=MODEL, temperature=0.1, max_tokens=2048, timeout=60, max_retries=0)
+
+    async def generate(state: dict[str, Any]) -> dict[str, Any]:
+        return {"messages": [await llm.ainvoke(state["messages"])], "cycles": state["cycles"] + 1}
+
+    def check(state: dict[str, Any]) -> dict[str, Any]:
+        error = syntax_error(state["messages"][-1].text)
+        if error is None:
+            return {"status": "passed"}
+        if state["cycles"] >= CYCLES + 1:
+            return {"status": "failed"}
+        return {"status": "running", "messages": [HumanMessage(FIX.format(error=error))]}
+
+    builder = StateGraph(State)
+    builder.add_node("generate", generate)
+    builder.add_node("check", check)
+    builder.add_edge(START, "generate")
+    builder.add_edge("generate", "check")
+    builder.add_conditional_edges("check", lambda s: "generate" if s["status"] == "running" else END, ["generate", END])
+    graph = builder.compile()
+
+    async def run(prompt: str) -> tuple[str, int]:
+        start = {"messages": [SystemMessage(SYSTEM), HumanMessage(prompt)], "cycles": 0, "status": "running"}
+        state = await graph.ainvoke(start)
+        return state["status"], state["cycles"]
+
+    return LoopProbe(_peer_app(run))
+
+
+def openai_peer() -> LoopProbe:
+    """uvicorn factory: the two-cycle job as plain AsyncOpenAI calls in the handler."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(timeout=60, max_retries=0)
+
+    async def run(prompt: str) -> tuple[str, int]:
+        messages: list[dict[str, str]] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+        for cycle in range(1, CYCLES + 2):
+            reply = await client.chat.completions.create(
+                model=MODEL, messages=messages, temperature=0.1, max_tokens=2048  # type: ignore[arg-type]
+            )
+            text = reply.choices[0].message.content or ""
+            error = syntax_error(text)
+            if error is None:
+                return "passed", cycle
+            messages += [{"role": "assistant", "content": text}, {"role": "user", "content": FIX.format(error=error)}]
+        return "failed", CYCLES + 1
+
+    return LoopProbe(_peer_app(run))
+
+
+FACTORIES = {
+    "dream_graph": "benchmarks.concurrency:served_app",
+    "langgraph": "benchmarks.concurrency:langgraph_peer",
+    "openai": "benchmarks.concurrency:openai_peer",
+}
+
+
 # ---------------------------------------------------------------- the fake LLM
+
+
+def two_cycle_replies() -> tuple[str, str]:
+    """(broken, clean): a reply whose python block does not parse, and one that passes every default check,
+    the real-framework `aineko` check included."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes import CLEAN_REPLY, SYNTAX_ERROR_REPLY
+
+    return SYNTAX_ERROR_REPLY, CLEAN_REPLY
 
 
 def _fake_llm(latency: float) -> Any:
     """A fake OpenAI server whose reply depends only on the request: first attempt broken, repair clean."""
     sys.path.insert(0, str(ROOT))
-    from tests.fakes import CLEAN_REPLY, SYNTAX_ERROR_REPLY, FakeOpenAI
+    from tests.fakes import FakeOpenAI
+
+    broken, clean = two_cycle_replies()
 
     def reply_for(request: dict[str, Any]) -> str:
         repairing = any(m.get("role") == "assistant" for m in request.get("messages") or [])
-        return CLEAN_REPLY if repairing else SYNTAX_ERROR_REPLY
+        return clean if repairing else broken
 
     class TwoCycleOpenAI(FakeOpenAI):
         def json_body(self, request: dict[str, Any], text: str) -> dict[str, Any]:
@@ -104,12 +239,12 @@ def _fake_llm(latency: float) -> Any:
     return server.start()
 
 
-# ---------------------------------------------------------------- the service process
+# ---------------------------------------------------------------- the service processes
 
 
 def tree_cpu_s(root: int) -> float:
     """CPU seconds used so far by process `root` and every live descendant (uvicorn workers, the Ruff server, Bandit
-    worker processes), each with the children it has reaped (Ruff CLI runs): the whole service, from outside."""
+    worker processes, sandboxes), each with the children it has reaped: the whole service, from outside."""
     tick = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
     used: dict[int, float] = {}
@@ -123,40 +258,59 @@ def tree_cpu_s(root: int) -> float:
         # After the command name: state, ppid, ... utime (11), stime, cutime, cstime (14), in clock ticks.
         parents[int(entry)] = int(fields[1])
         used[int(entry)] = sum(int(f) for f in fields[11:15]) / tick
+    return sum(used.get(pid, 0.0) for pid in descendants(root, parents))
+
+
+def descendants(root: int, parents: dict[int, int] | None = None) -> set[int]:
+    """`root` and every live process under it."""
+    if parents is None:
+        parents = {}
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
     tree, frontier = {root}, {root}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
         tree |= frontier
-    return sum(used.get(pid, 0.0) for pid in tree)
+    return tree
 
 
 @contextmanager
-def _service(llm_url: str, eval_processes: int, workers: int = 1) -> Iterator[Any]:
-    """uvicorn in a child process (the integration tests' `running`), limits above the largest N, no run store."""
+def _service(stack: str, llm_url: str, eval_processes: int = 0, workers: int = 1) -> Iterator[Any]:
+    """One stack in uvicorn in a child process (the integration tests' `running`): the same command, environment and
+    fake LLM for every stack; for dream_graph, limits above the largest N and no run store."""
     sys.path.insert(0, str(ROOT))
     from tests.integration.serving import clean_environment, free_port, running
 
     port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="dream_graph_bench_"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"dream_graph_bench_{stack}_"))
     env = clean_environment(workdir)
     env.update(
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        DREAM_GRAPH_MODEL="openai:gpt-bench",
         OPENAI_BASE_URL=llm_url,
         OPENAI_API_KEY="sk-bench",
+        DREAM_GRAPH_MODEL=f"openai:{MODEL}",
         DREAM_GRAPH_DB="off",
         DREAM_GRAPH_DOCS_SOURCE="bundled",
-        DREAM_GRAPH_MAX_CYCLES="3",
+        DREAM_GRAPH_MAX_CYCLES=str(CYCLES + 1),
         DREAM_GRAPH_MAX_RETRIES="0",
         DREAM_GRAPH_MAX_CONCURRENT_RUNS=str(4 * max(CONCURRENCY)),
         DREAM_GRAPH_MAX_QUEUED_RUNS=str(4 * max(CONCURRENCY)),
         DREAM_GRAPH_EVAL_PROCESSES=str(eval_processes),
     )
-    cmd = [sys.executable, "-m", "uvicorn", "benchmarks.concurrency:served_app", "--factory",
+    cmd = [sys.executable, "-m", "uvicorn", FACTORIES[stack], "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
            "--workers", str(workers)]
-    with running(cmd, env, workdir, port, ready_path="/healthz", log_dir=workdir) as server:
-        yield server
+    with running(cmd, env, workdir, port, ready_path="/healthz", log_dir=workdir, timeout=300) as server:
+        group = CpuGroup(stack, fallback=lambda: tree_cpu_s(server.pid))
+        group.adopt(descendants(server.pid))  # what it starts from now on joins the group by itself
+        server.cpu = group  # type: ignore[attr-defined]
+        try:
+            yield server
+        finally:
+            group.close()
 
 
 # ---------------------------------------------------------------- the load
@@ -170,21 +324,31 @@ def _correct(response: httpx.Response) -> bool:
     return body.get("status") == "passed" and body.get("cycles") == CYCLES
 
 
-async def _burst(client: httpx.AsyncClient, url: str, service_pid: int, n: int) -> dict[str, Any]:
+def payload(i: int, evaluators: list[str] | None) -> dict[str, Any]:
+    """Request i; dream_graph variants name their checks per request (`options.evaluators`), peers ignore none."""
+    body: dict[str, Any] = {"prompt": f"a node that counts the words in stream {i}"}
+    if evaluators is not None:
+        body["options"] = {"evaluators": evaluators}
+    return body
+
+
+async def _burst(
+    client: httpx.AsyncClient, url: str, cpu: CpuGroup, n: int, evaluators: list[str] | None = None
+) -> dict[str, Any]:
     """N requests at once: wall time, per-request latency, correctness, the server loop's longest stall, and the CPU
     used by the service (all its processes) and by this harness (the load and the fake LLM) per request."""
     await client.delete(f"{url}{PROBE_PATH}")
 
     async def one(i: int) -> tuple[float, httpx.Response]:
         start = time.perf_counter()
-        response = await client.post(f"{url}/generate", json={"prompt": f"a node that counts the words in stream {i}"})
+        response = await client.post(f"{url}/generate", json=payload(i, evaluators))
         return time.perf_counter() - start, response
 
-    service_before, harness_before = tree_cpu_s(service_pid), time.process_time()
+    service_before, harness_before = cpu.seconds(), time.process_time()
     start = time.perf_counter()
     done = await asyncio.gather(*(one(i) for i in range(n)))
     wall = time.perf_counter() - start
-    service_cpu, harness_cpu = tree_cpu_s(service_pid) - service_before, time.process_time() - harness_before
+    service_cpu, harness_cpu = cpu.seconds() - service_before, time.process_time() - harness_before
     probe = (await client.get(f"{url}{PROBE_PATH}")).json()
     latencies = [seconds * 1000 for seconds, _ in done]
     bad = [r for _, r in done if not _correct(r)]
@@ -196,48 +360,156 @@ async def _burst(client: httpx.AsyncClient, url: str, service_pid: int, n: int) 
         "correct": n - len(bad),
         "first_error": None if not bad else f"HTTP {bad[0].status_code}: {bad[0].text[:300]}",
         "max_loop_stall_ms": probe["max_stall_ms"],
-        "service_cpu_ms_per_request": round(service_cpu * 1000 / n, 1),
-        "harness_cpu_ms_per_request": round(harness_cpu * 1000 / n, 1),
+        "service_cpu_ms_per_request": round(service_cpu * 1000 / n, 2),
+        "harness_cpu_ms_per_request": round(harness_cpu * 1000 / n, 2),
         # The wall time no scheduling can beat: all the CPU used, spread evenly over every core.
         "cpu_floor_ms": round((service_cpu + harness_cpu) * 1000 / (os.cpu_count() or 1), 1),
     }
 
 
-async def _drive(url: str, service_pid: int, levels: tuple[int, ...], latency: float) -> list[dict[str, Any]]:
+def _median_row(bursts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a stack's rounds: the median of every figure, the worst correctness and its first error."""
+    row: dict[str, Any] = {}
+    for key in bursts[0]:
+        values = [b[key] for b in bursts]
+        if key == "correct":
+            row[key] = min(values)
+        elif key == "first_error":
+            row[key] = next((v for v in values if v), None)
+        else:
+            row[key] = round(statistics.median(values), 2)
+    return row
+
+
+async def _drive(
+    targets: dict[str, tuple[str, CpuGroup, list[str] | None]],
+    levels: tuple[int, ...],
+    rounds: int,
+    latency: float,
+    warmups: int = 3,
+) -> list[dict[str, Any]]:
+    """Warm every stack up, then per level `rounds` interleaved bursts per stack (order rotated each round)."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        for _ in range(3):  # warm-up: docs, models, Bandit and the Ruff server loaded in every worker before measuring
-            await _burst(client, url, service_pid, 4)
+    names = list(targets)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        for name in names:  # docs, models, Bandit, Ruff and sandboxes loaded in every service before measuring
+            url, cpu, evaluators = targets[name]
+            for _ in range(warmups):
+                await _burst(client, url, cpu, 4, evaluators)
         rows = []
         for n in levels:
-            figures = await _burst(client, url, service_pid, n)
+            bursts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            for r in range(rounds):
+                for name in names[r % len(names):] + names[: r % len(names)]:
+                    url, cpu, evaluators = targets[name]
+                    bursts[name].append(await _burst(client, url, cpu, n, evaluators))
             ideal_ms = CYCLES * latency * 1000
-            bound_ms = max(ideal_ms, figures["cpu_floor_ms"])
-            rows.append({"n": n, "ideal_ms": ideal_ms, **figures, "ratio": round(figures["wall_ms"] / ideal_ms, 2),
-                         "ratio_vs_bound": round(figures["wall_ms"] / bound_ms, 2)})
+            for name in names:
+                figures = _median_row(bursts[name])
+                rows.append({"stack": name, "n": n, "ideal_ms": ideal_ms, **figures,
+                             "ratio": round(figures["wall_ms"] / ideal_ms, 2), "rounds": rounds})
         return rows
 
 
-def run(quick: bool = False, latency: float = LATENCY_S) -> dict:
-    """Every concurrency level in each setup: threads only, a 2-process Bandit pool, and two uvicorn workers."""
-    levels = (1, 4) if quick else CONCURRENCY
-    setups = ((0, 1),) if quick else SETUPS
+def peer_ratios(rows: list[dict[str, Any]]) -> None:
+    """Add to each dream_graph row its wall time and service CPU per request as multiples of each peer's (same N)."""
+    peers = {(r["stack"], r["n"]): r for r in rows if r["stack"] in PEERS}
+    for row in rows:
+        if row["stack"] in PEERS:
+            continue
+        for peer in PEERS:
+            other = peers.get((peer, row["n"]))
+            if other:
+                row[f"wall_vs_{peer}"] = round(row["wall_ms"] / other["wall_ms"], 2)
+                row[f"cpu_vs_{peer}"] = round(
+                    row["service_cpu_ms_per_request"] / max(other["service_cpu_ms_per_request"], 0.01), 2
+                )
+
+
+def default_variants() -> dict[str, list[str] | None]:
+    """dream_graph with the service's default checks, and, when that set has the sandboxed `aineko` check, without it."""
+    sys.path.insert(0, str(ROOT))
+    from dream_graph.context import default_evaluators
+
+    defaults = list(default_evaluators())
+    variants: dict[str, list[str] | None] = {"dream_graph": None}
+    if "aineko" in defaults:
+        variants["dream_graph_no_aineko"] = [e for e in defaults if e != "aineko"]
+    return variants
+
+
+def run(
+    quick: bool = False,
+    latency: float = LATENCY_S,
+    levels: tuple[int, ...] | None = None,
+    rounds: int | None = None,
+    variants: dict[str, list[str] | None] | None = None,
+    peers: tuple[str, ...] = PEERS,
+) -> dict:
+    """dream_graph (each evaluator variant) and each peer, served side by side and driven in interleaved bursts."""
+    levels = levels or ((1, 4) if quick else CONCURRENCY)
+    rounds = rounds or (1 if quick else ROUNDS)
+    if variants is None:  # the quick (smoke) run leaves out the slowest variant, the sandboxed `aineko` check
+        variants = default_variants()
+        if quick and len(variants) > 1:
+            variants.pop("dream_graph")
     llm = _fake_llm(latency)
-    rows: list[dict[str, Any]] = []
     try:
-        for processes, workers in setups:
-            with _service(llm.base_url, processes, workers) as server:
-                for row in asyncio.run(_drive(server.url, server.pid, levels, latency)):
-                    if workers > 1:  # the probe reads one worker's loop at random: not a figure for the whole
-                        row.update(max_loop_stall_ms=None)
-                    rows.append({"eval_processes": processes, "server_workers": workers, **row})
+        with ExitStack() as stack:
+            targets: dict[str, tuple[str, CpuGroup, list[str] | None]] = {}
+            if variants:
+                server = stack.enter_context(_service("dream_graph", llm.base_url))
+                targets.update({name: (server.url, server.cpu, checks) for name, checks in variants.items()})
+            for peer in peers:
+                server = stack.enter_context(_service(peer, llm.base_url))
+                targets[peer] = (server.url, server.cpu, None)
+            accounting = {name: "cgroup" if cpu.path else "/proc tree" for name, (_, cpu, _) in targets.items()}
+            rows = asyncio.run(_drive(targets, levels, rounds, latency, warmups=1 if quick else 3))
     finally:
         llm.stop()
-    n64 = [r["ratio"] for r in rows if r["n"] == 64]
+    peer_ratios(rows)
+    at_64 = [r for r in rows if r["n"] == 64 and r["stack"] not in PEERS and "wall_vs_langgraph" in r]
     return {
         "latency_ms": latency * 1000,
         "cycles": CYCLES,
+        "rounds": rounds,
+        "variants": variants,
+        "cpu_accounting": accounting,
         "rows": rows,
-        "goal": "wall time at N=64 within 1.3x of ideal (2 x L)",
-        "goal_met": bool(n64) and min(n64) <= 1.3,
+        "goal": "at N=64, dream_graph's wall time within 1.25x of the bare LangGraph peer's and its service CPU per "
+        "request within 1.6x",
+        "goal_met": {r["stack"]: r["wall_vs_langgraph"] <= GOAL["wall_vs_langgraph"]
+                     and r["cpu_vs_langgraph"] <= GOAL["cpu_vs_langgraph"] for r in at_64},
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.concurrency", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="*", help=f"concurrency levels (default {CONCURRENCY})")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved bursts per stack and level")
+    parser.add_argument("--evaluators", action="append", metavar="NAME=CHECK,CHECK",
+                        help="a dream_graph variant with these checks (`default` = the service's); repeatable")
+    parser.add_argument("--peers", default=",".join(PEERS), help="peers to run, comma-separated ('' for none)")
+    parser.add_argument("--output", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    variants = None
+    if args.evaluators:
+        variants = {}
+        for spec in args.evaluators:
+            name, _, checks = spec.partition("=")
+            variants[name] = None if checks in ("", "default") else checks.split(",")
+    peers = tuple(p for p in args.peers.split(",") if p)
+    result = run(levels=tuple(args.n) if args.n else None, rounds=args.rounds, variants=variants, peers=peers)
+    text = json.dumps(result, indent=2)
+    if args.output:
+        args.output.write_text(text + "\n", encoding="utf-8")
+    keys = ("stack", "n", "wall_ms", "ratio", "service_cpu_ms_per_request", "harness_cpu_ms_per_request",
+            "max_loop_stall_ms", "correct", "wall_vs_langgraph", "cpu_vs_langgraph", "wall_vs_openai", "cpu_vs_openai")
+    for row in result["rows"]:
+        print("  ".join(f"{k}={row.get(k)}" for k in keys if k in row))
+    print("goal met:", result["goal_met"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

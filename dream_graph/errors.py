@@ -7,8 +7,9 @@ class DreamGraphError(Exception):
     """Base class for dream_graph's own errors."""
 
 
-class ConfigError(DreamGraphError):
-    """A setting or option cannot work (missing key, unknown model, bad file); CLI exit 2, HTTP 400."""
+class ConfigError(DreamGraphError, ValueError):
+    """A setting or option cannot work (missing key, unknown model, bad file); CLI exit 2, HTTP 400. A ValueError
+    too, so servers that only pass on the messages of built-in error types (the LangGraph API server) show it."""
 
 
 class PromptError(DreamGraphError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import Any, Literal
 
@@ -24,13 +24,21 @@ from dream_graph.context import Context, run_options
 from dream_graph.docs import check_run_source, count_tokens, docs_for
 from dream_graph.errors import ConfigError
 from dream_graph.evaluators import EvalInput, finding, get_registry, is_blocking
+from dream_graph.examples import examples_prompt, validate_examples
 from dream_graph.extract import extract_python, extract_yaml
-from dream_graph.llm import Outcome, acall_models, call_models, load_chain, model_id
+from dream_graph.llm import Outcome, acall_models, call_models, load_chain, model_id, resolve_model_spec
 from dream_graph.pipelines import Pipeline, get_pipeline
 from dream_graph.prompts import render, validate_request
 from dream_graph.repair import autofix, repair_step
 from dream_graph.state import Evaluation, InputState, OutputState, State
-from dream_graph.store import message_dict, new_run_fields, record_safely, store_url
+from dream_graph.store import (
+    close_run_scope,
+    message_dict,
+    new_run_fields,
+    open_run_scope,
+    record_safely,
+    store_url,
+)
 from dream_graph.targets import get_target
 
 
@@ -61,13 +69,15 @@ def _docs_update(prompt: str, ctx: Context) -> dict[str, Any]:
 def retrieve_docs(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Ground the model in the framework's own docs: the sections that matter to this request, within budget."""
     validate_request(state.get("prompt") or "")
-    return _docs_update(state["prompt"], run_options(config))
+    examples = validate_examples(state.get("examples"))
+    return {**_docs_update(state["prompt"], run_options(config)), "examples": examples}
 
 
 async def aretrieve_docs(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Same as `retrieve_docs`, with the first-use fetch and the ranking off the event loop."""
     validate_request(state.get("prompt") or "")
-    return await asyncio.to_thread(_docs_update, state["prompt"], run_options(config))
+    examples = validate_examples(state.get("examples"))
+    return {**await asyncio.to_thread(_docs_update, state["prompt"], run_options(config)), "examples": examples}
 
 
 def build_prompt(state: State) -> dict[str, Any]:
@@ -77,6 +87,7 @@ def build_prompt(state: State) -> dict[str, Any]:
             get_target().prompt_part("guidelines"),
             render("documentation", documentation=state["documentation"]),
             render("instructions", instructions=state["prompt"].strip()),
+            *examples_prompt(state.get("examples")),
         ]
     )
     messages = [SystemMessage(render("system")), HumanMessage(user)]
@@ -89,6 +100,7 @@ def build_prompt(state: State) -> dict[str, Any]:
         "error": None,
         "tokens_used": 0,
         "autofixes": [],
+        "target": get_target().spec,
         **new_run_fields(),
     }
 
@@ -169,7 +181,12 @@ def make_evaluator_node(name: str) -> Runnable:
         try:
             findings = await evaluator.evaluate(
                 state.get("code"),
-                EvalInput(response=state.get("response") or "", config_yaml=state.get("config_yaml"), options=ctx),
+                EvalInput(
+                    response=state.get("response") or "",
+                    config_yaml=state.get("config_yaml"),
+                    options=ctx,
+                    examples=state.get("examples"),
+                ),
             )
         except Exception as exc:  # a broken evaluator fails its check, not the run
             findings = [finding("evaluator-error", f"{name} evaluator crashed: {exc!r}")]
@@ -214,6 +231,84 @@ def route_after_decide(state: State) -> Literal["generate", "record"]:
     return "generate" if state.get("status") == "running" else "record"
 
 
+def _started(
+    state: State, update: dict[str, Any], config: RunnableConfig, chat_model: BaseChatModel | None
+) -> dict[str, Any]:
+    """The state a run starts with, as the run store's first row: the request, and the model it will ask first."""
+    first = model_id(chat_model) if chat_model is not None else resolve_model_spec(run_options(config).model)
+    return {**state, **update, "model": state.get("model") or first}
+
+
+def start_run(state: State, config: RunnableConfig, *, chat_model: BaseChatModel | None = None) -> dict[str, Any]:
+    """`build_prompt`, then the run's first row (status `running`), so a run killed from here on is never lost."""
+    update = build_prompt(state)
+    if store_url() is None:
+        return update
+    return {**update, **_written(record_safely(_started(state, update, config, chat_model), config, final=False))}
+
+
+async def astart_run(
+    state: State, config: RunnableConfig, *, chat_model: BaseChatModel | None = None
+) -> dict[str, Any]:
+    """Same as `start_run`, with the database write off the event loop."""
+    update = build_prompt(state)
+    if store_url() is None:
+        return update
+    started = _started(state, update, config, chat_model)
+    return {**update, **_written(await asyncio.to_thread(record_safely, started, config, final=False))}
+
+
+def _written(result: dict[str, Any]) -> dict[str, Any]:
+    """Only a failed in-flight write reaches the state (`record_error`); the final write reports its own outcome."""
+    return {"record_error": result["record_error"]} if result.get("record_error") else {}
+
+
+def decide_and_record(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """`decide`; when the loop goes on, the cycle just checked is written (its reply, LLM calls and evaluations).
+    When it stops, `record` writes the whole run next."""
+    update = decide(state, config)
+    if update.get("status", state.get("status")) != "running" or store_url() is None:
+        return update
+    return {**update, **_written(record_safely(dict(state), config, final=False))}
+
+
+async def adecide_and_record(state: State, config: RunnableConfig) -> dict[str, Any]:
+    """Same as `decide_and_record`, with the database write off the event loop."""
+    update = decide(state, config)
+    if update.get("status", state.get("status")) != "running" or store_url() is None:
+        return update
+    return {**update, **_written(await asyncio.to_thread(record_safely, dict(state), config, final=False))}
+
+
+def close_runs_on_early_end(graph: CompiledStateGraph) -> CompiledStateGraph:
+    """`graph` whose `stream`/`astream` (which `invoke`, `ainvoke`, `batch` and LangServe's routes go through) mark
+    the runs they started `interrupted` when they end early: an exception, a cancelled request, a consumer that
+    stopped reading. Without it such a run would look in progress until its process stops."""
+    stream, astream = graph.stream, graph.astream
+
+    def guarded_stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        scope = open_run_scope()
+        try:
+            yield from stream(*args, **kwargs)
+        except BaseException as exc:
+            if scope and store_url() is not None:
+                close_run_scope(scope, exc)
+            raise
+
+    async def guarded_astream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        scope = open_run_scope()
+        try:
+            async for chunk in astream(*args, **kwargs):
+                yield chunk
+        except BaseException as exc:
+            if scope and store_url() is not None:  # not awaited: a cancelled task must not wait on the database
+                asyncio.get_running_loop().run_in_executor(None, close_run_scope, scope, exc)
+            raise
+
+    graph.stream, graph.astream = guarded_stream, guarded_astream  # type: ignore[method-assign]
+    return graph
+
+
 def record(state: State, config: RunnableConfig) -> dict[str, Any]:
     """Keep every finished run in the run store; a store failure is logged and counted, never fatal."""
     return record_safely(state, config)
@@ -244,7 +339,8 @@ def build_graph(
     context_schema = pipeline.context_schema() if pipeline else Context
     builder = StateGraph(State, context_schema=context_schema, input_schema=InputState, output_schema=OutputState)
     builder.add_node("retrieve_docs", _node(retrieve_docs, aretrieve_docs, "retrieve_docs"))
-    builder.add_node("build_prompt", build_prompt)
+    starts = partial(start_run, chat_model=chat_model), partial(astart_run, chat_model=chat_model)
+    builder.add_node("build_prompt", _node(*starts, "build_prompt"))
     bodies = partial(generate, chat_model=chat_model), partial(agenerate, chat_model=chat_model)
     builder.add_node("generate", _node(*bodies, "generate"))
     builder.add_node("extract", _node(extract, aextract, "extract"))
@@ -252,7 +348,7 @@ def build_graph(
     for node_name in evaluator_nodes:
         builder.add_node(node_name, make_evaluator_node(node_name.removeprefix("evaluate_")))
         builder.add_edge(node_name, "decide")
-    builder.add_node("decide", decide)
+    builder.add_node("decide", _node(decide_and_record, adecide_and_record, "decide"))
     builder.add_node("record", _node(record, arecord, "record"))
 
     builder.add_edge(START, "retrieve_docs")
@@ -262,7 +358,9 @@ def build_graph(
     builder.add_conditional_edges("extract", route_evaluators, [*evaluator_nodes, "decide"])
     builder.add_conditional_edges("decide", route_after_decide, ["generate", "record"])
     builder.add_edge("record", END)
-    compiled = builder.compile(checkpointer=checkpointer, name=name or (pipeline.name if pipeline else "dream"))
+    compiled = close_runs_on_early_end(
+        builder.compile(checkpointer=checkpointer, name=name or (pipeline.name if pipeline else "dream"))
+    )
     if pipeline is None:
         return compiled
     # `pipeline` names the run in the run store; Context ignores keys that are not run options.

@@ -14,6 +14,8 @@ Fallbacks are tried in order by `call_models`, which keeps every failure so the 
 from __future__ import annotations
 
 import asyncio
+import difflib
+import re
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from langchain_core.runnables import RunnableConfig
 
 from dream_graph.errors import ConfigError, DreamGraphError
 from dream_graph.offline import OFFLINE_MODEL_ID, OfflineChatModel
+from dream_graph.replay import REPLAY_MODEL_ID
 from dream_graph.settings import Settings, get_settings
 from dream_graph.state import LLMCall
 
@@ -107,6 +110,10 @@ def _build_chat_model(
     """Building a client costs milliseconds and a connection pool: do it once, not per cycle or per request."""
     if spec == OFFLINE_MODEL_ID:
         return OfflineChatModel()
+    if spec == REPLAY_MODEL_ID or spec.startswith(REPLAY_MODEL_ID + ":"):
+        from dream_graph.replay import ReplayChatModel
+
+        return ReplayChatModel(path=spec.partition(":")[2])
     provider, sep, name = spec.partition(":")
     if not sep or not provider or not name:
         raise ConfigError(
@@ -116,7 +123,7 @@ def _build_chat_model(
     if provider == "openai":
         key, base_url = openai
         if key is None:
-            raise ConfigError(f"model {spec!r} needs OPENAI_API_KEY; set it, or choose DREAM_GRAPH_MODEL=offline")
+            raise ConfigError(f"model {spec!r} needs OPENAI_API_KEY; set it, or use the offline demo model (--model offline, or option model=offline)")
         import openai as openai_sdk
         from langchain_openai import ChatOpenAI
 
@@ -127,7 +134,7 @@ def _build_chat_model(
     if provider == "cohere":
         key, base_url = cohere
         if key is None:
-            raise ConfigError(f"model {spec!r} needs COHERE_API_KEY; set it, or choose DREAM_GRAPH_MODEL=offline")
+            raise ConfigError(f"model {spec!r} needs COHERE_API_KEY; set it, or use the offline demo model (--model offline, or option model=offline)")
         return _retrying_cohere_class()(
             model=name,
             cohere_api_key=key,
@@ -154,7 +161,21 @@ def _init_other(spec: str, params: dict[str, Any]) -> BaseChatModel:
     except ImportError as exc:
         raise ConfigError(f"model {spec!r} needs its LangChain integration package: {exc}") from exc
     except Exception as exc:  # unknown provider, missing key, bad parameter
+        if "model provider" in str(exc):
+            raise ConfigError(unknown_provider_message(spec, str(exc))) from exc
         raise ConfigError(f"cannot load model {spec!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+
+
+def unknown_provider_message(spec: str, langchain_message: str) -> str:
+    """Name the providers that work (ours, then the ones LangChain lists) and the likely typo, not LangChain's
+    advice to pass `model_provider`, which a model spec cannot do."""
+    provider, _, name = spec.partition(":")
+    listed = re.search(r"Supported providers: ([\w ,.-]+)", langchain_message)
+    others = [p.strip() for p in listed.group(1).split(",") if p.strip()] if listed else []
+    known = ["offline", "openai", "cohere", *(p for p in others if p not in ("openai", "cohere"))]
+    guess = difflib.get_close_matches(provider, known, n=1)
+    hint = f"did you mean {guess[0]}:{name}? " if guess else ""
+    return f"unknown model provider {provider!r} in {spec!r}; {hint}known providers: {', '.join(known)}"
 
 
 @lru_cache(maxsize=1)

@@ -57,9 +57,9 @@ class Pipeline(BaseModel):
     @field_validator("model", "fallbacks")
     @classmethod
     def _specs(cls, value: Any) -> Any:
-        """A spec is `auto`, `offline` or `provider:model`, caught when the file is read rather than mid-run."""
+        """A spec is `auto`, `offline`, `replay` or `provider:model`, caught when the file is read rather than mid-run."""
         for spec in [value] if isinstance(value, str) else value or []:
-            if spec not in ("auto", "offline") and not re.fullmatch(r"[\w.-]+:\S+", spec):
+            if spec not in ("auto", "offline", "replay") and not re.fullmatch(r"[\w.-]+:\S+", spec):
                 raise ValueError(f"{spec!r} is not a model spec; use offline, openai:<model>, cohere:<model>")
         return value
 

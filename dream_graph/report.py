@@ -10,11 +10,14 @@ from pydantic import BaseModel
 from sqlalchemy import case, desc, func, select
 from sqlalchemy.orm import Session
 
-from dream_graph.store import Cycle, FindingRow, Run, RunStore
+from dream_graph.store import INTERRUPTED, Cycle, FindingRow, Run, RunStore
+
+UNFINISHED = ("running", INTERRUPTED)
+"""Statuses of runs with no outcome: counted in `runs` and `by_status`, left out of the pass rates."""
 
 
 class PassRate(BaseModel):
-    """How often one pipeline/model pair ends `passed`."""
+    """How often one pipeline/model pair ends `passed` (of its runs that ended)."""
 
     pipeline: str | None
     model: str | None
@@ -68,8 +71,9 @@ def build_report(store: RunStore, *, top: int = 10) -> Report:
         total = session.scalar(select(func.count()).select_from(Run)) or 0
         by_status = dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
         stops = session.execute(select(Run.stop_reason, func.count()).group_by(Run.stop_reason)).all()
-        rates = session.execute(
+        rates = session.execute(  # over ended runs: one still going or interrupted says nothing of the model
             select(Run.pipeline, Run.model, func.count(), passed)
+            .where(Run.status.not_in(UNFINISHED))
             .group_by(Run.pipeline, Run.model)
             .order_by(Run.pipeline, Run.model)
         ).all()

@@ -61,17 +61,27 @@ class AutoFix(TypedDict):
     rules: list[str]
 
 
+class Example(TypedDict):
+    """Examples as tests: payloads fed to input datasets and the payloads expected on output datasets."""
+
+    inputs: NotRequired[dict[str, list[Any]]]
+    outputs: NotRequired[dict[str, list[Any]]]
+
+
 class InputState(TypedDict):
-    """The request: plain language, as a user would type it."""
+    """The request: plain language, as a user would type it, and optionally examples the code must reproduce."""
 
     prompt: str
+    examples: NotRequired[list[Example] | None]
 
 
 class OutputState(TypedDict, total=False):
     """The stable output contract (see the README)."""
 
     prompt: str
+    examples: list[Example] | None
     status: Status
+    target: str | None
     stop_reason: str | None
     cycles: int
     response: str | None

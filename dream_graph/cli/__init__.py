@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 import typer
@@ -13,17 +17,75 @@ from rich.table import Table
 
 from dream_graph.errors import ConfigError, DreamGraphError
 
-app = typer.Typer(help="Turn a plain-language request into checked code with an LLM.", no_args_is_help=True)
+# Plain help (no boxes, no `<bool>` on flags, fits 80 columns) and plain tracebacks for real bugs.
+PLAIN = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+app = typer.Typer(help="Turn a plain-language request into checked code with an LLM.", no_args_is_help=True, **PLAIN)
 err = Console(stderr=True)
 out = Console()
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXECUTING_CHECKS = frozenset({"aineko", "sandbox"})
+"""Checks that execute the generated code (in the sandbox): the CLI says which sandbox runs it."""
 
 
 def fail_usage(message: str) -> typer.Exit:
     """One line on stderr and exit status 2: what is wrong and how to fix it."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
+
+
+@contextmanager
+def quiet_broken_pipe() -> Iterator[None]:
+    """`... | head` closing the pipe early is the reader's choice, not an error: stop quietly with status 0."""
+    try:
+        yield
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush cannot fail again
+        raise typer.Exit(EXIT_PASSED) from None
+
+
+class OneLineWarnings(logging.Handler):
+    """The library's warnings as one line each on stderr, each message once: a terminal is not a log file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.show(record.getMessage(), "error" if record.levelno >= logging.ERROR else "warning")
+
+    def show(self, message: str, label: str) -> None:
+        """Print the message's first line, unless it was already printed (a log line and a `docs_warnings` entry
+        often say the same thing)."""
+        message = (message.splitlines() or [""])[0]
+        if message in self.seen:
+            return
+        self.seen.add(message)
+        err.print(f"[bold yellow]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+WARNINGS = OneLineWarnings()
+
+
+def nothing_to_resume(thread: str) -> str:
+    """The message for `--resume` of a thread with no checkpoint, saying how to start one."""
+    return (
+        f"thread {thread!r} has no interrupted run to resume in the run store (DREAM_GRAPH_DB); "
+        f'start one with: dream-graph generate "PROMPT" --thread {thread}'
+    )
+
+
+def check_resumable(thread: str) -> None:
+    """Refuse `--resume` of a thread with no checkpoint before anything else is printed or started."""
+    from dream_graph.checkpoint import open_checkpointer, thread_config
+
+    try:
+        with open_checkpointer() as saver:
+            found = saver.get_tuple(thread_config(thread))
+    except OSError as exc:
+        raise ConfigError(f"cannot open the run store: {exc.strerror or exc}; check DREAM_GRAPH_DB") from None
+    if found is None:
+        raise ConfigError(nothing_to_resume(thread))
 
 
 def _jsonable(state: dict[str, Any]) -> dict[str, Any]:
@@ -47,13 +109,21 @@ def checks_table(state: dict[str, Any]) -> Table:
 
 
 def run_graph(
-    prompt: str | None, context: dict[str, Any], show_progress: bool, *, thread: str | None = None, pipeline: str | None = None
+    prompt: str | None,
+    context: dict[str, Any],
+    show_progress: bool,
+    *,
+    thread: str | None = None,
+    pipeline: str | None = None,
+    examples: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run the graph; with `thread`, checkpointed under that id (`prompt` None resumes the thread's interrupted run)."""
     from dream_graph.graph import graph
 
     config: dict[str, Any] = {"configurable": {"pipeline": pipeline}} if pipeline else {}
     inputs = {"prompt": prompt} if prompt is not None else None
+    if inputs is not None and examples:
+        inputs["examples"] = examples
     if thread is None:
         return stream_graph(graph, inputs, config, context, show_progress)
     from dream_graph.checkpoint import open_checkpointer, thread_config
@@ -111,7 +181,12 @@ def generate(
     pipeline: Optional[str] = typer.Option(
         None, "--pipeline", "-p", help="A named pipeline from pipelines.toml (DREAM_GRAPH_PIPELINES); options override it."
     ),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="auto, offline, openai:<model>, cohere:<model>."),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="auto, offline, openai:<model>, cohere:<model>; replaces a pipeline's model and its fallbacks.",
+    ),
     max_cycles: Optional[int] = typer.Option(None, "--max-cycles", min=1, max=20, help="Most LLM generations."),
     evaluators: Optional[str] = typer.Option(None, "--evaluators", help="Comma-separated evaluator names."),
     docs_budget: Optional[int] = typer.Option(
@@ -122,9 +197,16 @@ def generate(
         None, "--thread", help="Checkpoint the run under this thread id (in DREAM_GRAPH_DB) so it can be resumed."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run of --thread instead of PROMPT."),
+    examples_file: Optional[str] = typer.Option(
+        None,
+        "--examples",
+        metavar="FILE.json",
+        help='Examples the code must reproduce: [{"inputs": {"<dataset>": [...]}, "outputs": {"<dataset>": [...]}}].',
+    ),
 ) -> None:
     """Generate code for PROMPT, check it, and repair it until it passes."""
     from dream_graph.context import Context
+    from dream_graph.examples import load_examples_file
     from dream_graph.llm import load_chain, resolve_model_spec
     from dream_graph.pipelines import get_pipeline
     from dream_graph.prompts import validate_request
@@ -136,8 +218,13 @@ def generate(
             raise ConfigError("give either PROMPT or --resume, not both")
         if not resume:
             validate_request(prompt or "")
+        else:
+            check_resumable(thread)
+        examples = load_examples_file(examples_file) if examples_file else None
         options = {"model": model, "max_cycles": max_cycles, "evaluators": evaluators, "docs_budget": docs_budget}
         defaults = get_pipeline(pipeline).context_values() if pipeline else {}
+        if model is not None:  # `--model offline` must not still need the pipeline's fallback provider's key
+            defaults.pop("fallbacks", None)
         ctx = Context(**{**defaults, **{k: v for k, v in options.items() if v is not None}})
         spec = resolve_model_spec(ctx.model)
         load_chain(  # fail fast on a missing key, for the fallbacks too
@@ -148,16 +235,35 @@ def generate(
         raise fail_usage(str(exc)) from None
     from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
 
-    if spec == OFFLINE_MODEL_ID:
-        err.print(f"[bold yellow]Using the {OFFLINE_LABEL}.[/] Set OPENAI_API_KEY or DREAM_GRAPH_MODEL for a real LLM.")
+    if spec == OFFLINE_MODEL_ID:  # two short lines: a terminal of 80 columns must not break the sentence
+        err.print(f"[bold yellow]Using the {OFFLINE_LABEL}.[/]", highlight=False, soft_wrap=True)
+        err.print("For a real LLM set OPENAI_API_KEY or COHERE_API_KEY, or pass --model.", highlight=False, soft_wrap=True)
+    elif spec.split(":", 1)[0] == "replay":
+        from dream_graph.replay import REPLAY_LABEL
+
+        err.print(f"[bold yellow]Using the {REPLAY_LABEL}.[/]", highlight=False, soft_wrap=True)
+    if not as_json and EXECUTING_CHECKS & set(ctx.evaluators):
+        from dream_graph.sandbox import backend_status
+
+        box = backend_status()
+        where = box["backend"] if box["available"] else f"unavailable ({box['detail']})"
+        err.print(f"[dim]generated code runs in: {escape(where)}[/]", highlight=False, soft_wrap=True)
+    from langgraph.errors import EmptyInputError
+
     try:
-        state = run_graph(prompt, ctx.__dict__, show_progress=not as_json, thread=thread, pipeline=pipeline)
+        state = run_graph(
+            prompt, ctx.__dict__, show_progress=not as_json, thread=thread, pipeline=pipeline, examples=examples
+        )
     except DreamGraphError as exc:
         raise fail_usage(str(exc)) from None
+    except EmptyInputError:  # LangGraph's way of saying the thread has nothing left to continue
+        raise fail_usage(nothing_to_resume(thread or "")) from None
     for warning in state.get("docs_warnings") or []:
-        err.print(f"[bold yellow]docs:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        WARNINGS.show(warning, "docs")
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(state), default=str) + "\n")
+        with quiet_broken_pipe():
+            sys.stdout.write(json.dumps(_jsonable(state), default=str) + "\n")
+            sys.stdout.flush()
     else:
         out.print(state.get("response") or "", markup=False, highlight=False, soft_wrap=True)
         out.print(checks_table(state))
@@ -172,9 +278,9 @@ def generate(
     raise typer.Exit(EXIT_PASSED if state.get("status") == "passed" else EXIT_FAILED)
 
 
-from dream_graph.cli.serve import serve_app  # noqa: E402
+from dream_graph.cli.serve import serve  # noqa: E402
 
-app.add_typer(serve_app, name="serve")
+app.command("serve")(serve)  # a command, not a group: it has no subcommands
 
 from dream_graph.cli.runs import runs_app  # noqa: E402
 
@@ -187,8 +293,15 @@ app.add_typer(docs_app, name="docs")
 
 def main() -> None:
     """Console-script entry point."""
+    library_log = logging.getLogger("dream_graph")
+    library_log.addHandler(WARNINGS)
+    library_log.propagate = False
     app()
 
 
 if __name__ == "__main__":
     main()
+
+from dream_graph.cli.eval import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)

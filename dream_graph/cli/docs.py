@@ -13,7 +13,9 @@ from rich.table import Table
 
 from dream_graph.errors import ConfigError
 
-docs_app = typer.Typer(help="The documentation that grounds the prompts: show it, fetch it now.", no_args_is_help=True)
+docs_app = typer.Typer(
+    help="The documentation that grounds the prompts: show it, fetch it now.", no_args_is_help=True, rich_markup_mode=None
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -33,8 +35,14 @@ def describe(snapshot: Any) -> dict[str, Any]:
     """A snapshot as plain JSON: where it came from and what it holds, section by section."""
     from dream_graph.docs import count_tokens
 
+    from dream_graph.targets import get_target
+
+    from dream_graph.sandbox import backend_status
+
     docset = snapshot.docset
     return {
+        "target": get_target().spec,
+        "sandbox": backend_status(),
         "key": snapshot.key,
         "source": docset.source,
         "commit": docset.commit,
@@ -51,6 +59,10 @@ def describe(snapshot: Any) -> dict[str, Any]:
 
 def _print(info: dict[str, Any]) -> None:
     files = ", ".join(f["path"] for f in info["files"])
+    out.print(f"[bold]target[/]     {escape(info['target'])}", highlight=False)
+    box = info["sandbox"]
+    out.print(f"[bold]sandbox[/]    {escape(box['backend'] if box['available'] else 'unavailable: ' + box['detail'])}",
+              highlight=False, soft_wrap=True)
     out.print(f"[bold]source[/]     {escape(info['source'])}", highlight=False)
     out.print(f"[bold]commit[/]     {info['commit'] or '-'}", highlight=False)
     out.print(f"[bold]fetched at[/] {info['fetched_at'] or '-'}", highlight=False)

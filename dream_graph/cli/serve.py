@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-serve_app = typer.Typer(help="Run the HTTP service (LangServe routes, /generate, Slack, GitHub webhook).")
-
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
 
 
@@ -27,7 +25,6 @@ def log_config(level: str) -> dict:
     }
 
 
-@serve_app.callback(invoke_without_command=True)
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
@@ -36,7 +33,8 @@ def serve(
         1, "--workers", min=1, max=64, help="Server processes (one event loop each); use the number of cores."
     ),
 ) -> None:
-    """Serve dream_graph.service.app:app with uvicorn; several workers use several cores (each has its own run limits)."""
+    """Run the HTTP service (LangServe routes, chat playground, /generate, Slack, GitHub webhook) under uvicorn;
+    several workers use several cores, each with its own run limits."""
     import uvicorn
 
     from dream_graph.cli import fail_usage

@@ -40,6 +40,8 @@ class EvalInput:
     config_yaml: str | None = None
     options: Context | None = None
     extra: dict = field(default_factory=dict)
+    examples: list | None = None
+    """The request's examples ({"inputs": {dataset: [payload, ...]}, "outputs": {...}}), for checks that run code."""
 
 
 @runtime_checkable

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib.resources import files
 
 from dream_graph.errors import PromptError
 from dream_graph.settings import get_settings
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @lru_cache(maxsize=None)
@@ -23,6 +27,10 @@ def render(name: str, **values: object) -> str:
 def validate_request(prompt: str) -> str:
     """Refuse an empty or oversized request before any work is spent on it."""
     prompt = (prompt or "").strip()
+    if "\x00" in prompt:
+        raise PromptError("prompt contains a NUL character (\\x00): remove it; no store or model accepts it")
+    if _LONE_SURROGATE.search(prompt):
+        raise PromptError("prompt contains a lone UTF-16 surrogate (e.g. \\ud800), which is not text: send valid Unicode")
     if not prompt:
         raise PromptError("prompt is empty: describe the code you want, e.g. 'a node that counts words'")
     limit = get_settings().max_prompt_chars

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import fields
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
@@ -18,105 +16,58 @@ from fastapi import BackgroundTasks, Depends, FastAPI, Header, HTTPException, Re
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from langchain_core.runnables import Runnable, RunnableBinding
-from langserve import add_routes
-from pydantic import BaseModel, ConfigDict, Field
+from langchain_core.runnables import Runnable
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dream_graph import __version__
 from dream_graph.service import slack
 from dream_graph.service.auth import require_api_key
+from dream_graph.service.langserve_routes import add_pipeline_routes, check_model, check_options
+from dream_graph.service.login import router as login_router
 from dream_graph.store import to_jsonable
 from dream_graph.context import Context
 from dream_graph.docs import docs_holder
 from dream_graph.errors import ConfigError, DreamGraphError, PromptError
 from dream_graph.evaluators.ruff_server import shutdown_server
+from dream_graph.examples import Examples, check_size
 from dream_graph.llm import load_chat_model, resolve_model_spec
 from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
 from dream_graph.prompts import validate_request
 from dream_graph.service.runs_api import router as runs_router
+from dream_graph.sandbox import backend_status as sandbox_status
 from dream_graph.settings import get_settings
-from dream_graph.service.webhooks import SignatureError, verify_github_signature
+from dream_graph.targets import get_target
+from dream_graph.service.limits import (
+    BodyProblem,
+    Busy,
+    RequestGate,
+    RunLimiter,
+    check_json,
+    error_response,
+    text_problem,
+)
+from dream_graph.service.webhooks import (
+    GITHUB_REPLAY_WINDOW_SECONDS,
+    ReplayCache,
+    SignatureError,
+    body_digest,
+    verify_github_signature,
+)
 from dream_graph.workers import shutdown_pool
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PIPELINE = "dream"
-RETRY_AFTER_SECONDS = 5
-MAX_BODY_BYTES = 1_000_000
-RESERVED_PATHS = frozenset({"generate", "healthz", "slack", "github", "docs", "redoc", "openapi.json", "runs"})
-_RUN_PATH = re.compile(r"^/(generate|[\w.-]+/(invoke|batch|stream|stream_log|stream_events))/?$")
+RESERVED_PATHS = frozenset(
+    {"generate", "healthz", "slack", "github", "docs", "redoc", "openapi.json", "runs", "static-offline-docs"}
+    | {"login", "logout"}
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-# ---------------------------------------------------------------- concurrency
-
-
-class Busy(Exception):
-    """Every run slot and every queue place is taken."""
-
-
-class RunLimiter:
-    """At most `limit` graph runs at once and `queue` more waiting; beyond that callers are told to retry."""
-
-    def __init__(self, limit: int, queue: int) -> None:
-        self.limit, self.queue = limit, queue
-        self._slots = asyncio.Semaphore(limit)
-        self._admitted = 0
-
-    @property
-    def admitted(self) -> int:
-        """Runs running or waiting now."""
-        return self._admitted
-
-    def admit(self) -> None:
-        """Take a place (running or queued) now, or raise Busy; pair with `running(admitted=True)`."""
-        if self._admitted >= self.limit + self.queue:
-            raise Busy(f"{self.limit} runs are in progress and {self.queue} more are queued; retry later")
-        self._admitted += 1
-
-    @asynccontextmanager
-    async def running(self, *, admitted: bool = False) -> AsyncIterator[None]:
-        """Wait for a run slot; the place taken by `admit` is given back on exit, even on cancellation."""
-        if not admitted:
-            self.admit()
-        try:
-            async with self._slots:
-                yield
-        finally:
-            self._admitted -= 1
-
-
-def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error shape: `{detail, request_id}`."""
-    return JSONResponse({"detail": detail, "request_id": correlation_id.get()}, status_code=status, headers=headers)
-
-
-class RunGateMiddleware:
-    """Puts every graph-running request (including LangServe streams) through the limiter, and caps body size."""
-
-    def __init__(self, app: ASGIApp, limiter: RunLimiter) -> None:
-        self.app, self.limiter = app, limiter
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            await _error(413, f"request body is {int(length)} bytes; the limit is {MAX_BODY_BYTES}")(scope, receive, send)
-            return
-        if not _RUN_PATH.match(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        try:
-            self.limiter.admit()
-        except Busy as exc:  # Retry-After, so well-behaved clients back off instead of hammering the queue
-            await _error(503, str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)})(scope, receive, send)
-            return
-        async with self.limiter.running(admitted=True):
-            await self.app(scope, receive, send)
+_error = error_response  # the one error shape: `{detail, request_id}`
 
 
 # ---------------------------------------------------------------- pipelines
@@ -131,50 +82,6 @@ def default_graphs() -> dict[str, Runnable]:
     for name, pipeline in load_pipelines().items():
         graphs.setdefault(name, build_graph(pipeline=pipeline))
     return graphs
-
-
-def without_null(schema: Any) -> Any:
-    """`X | None` fields as plain `X`: the playground's form renderer fails on `{"type": "null"}`."""
-    if isinstance(schema, list):
-        return [without_null(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    schema = {key: without_null(value) for key, value in schema.items()}
-    options = [o for o in schema.get("anyOf", []) if o != {"type": "null"}]
-    if "anyOf" in schema and len(options) == 1:
-        del schema["anyOf"]
-        schema = {**options[0], **schema}
-    return schema
-
-
-BULKY_KEYS = frozenset({"documentation", "messages", "doc_sections"})
-
-
-def slim_update(chunk: Any) -> Any:
-    """A step's update without the prompt-sized keys, so a stream (and the playground) shows the reply, not the docs."""
-    if not isinstance(chunk, dict):
-        return chunk
-    return {
-        node: {k: v for k, v in update.items() if k not in BULKY_KEYS} if isinstance(update, dict) else update
-        for node, update in chunk.items()
-    }
-
-
-class ServedGraph(RunnableBinding):
-    """A graph as LangServe serves it: the same runs; `/stream` and the playground get slim step updates (the full
-    state comes from `/invoke`), and the config schema is one the playground can render as a form."""
-
-    async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
-        async for chunk in super().astream(input, config, **kwargs):
-            yield slim_update(chunk)
-
-    def config_schema(self, *, include: Sequence[str] | None = None) -> type[BaseModel]:
-        base = super().config_schema(include=include)
-
-        def model_json_schema(cls: type[BaseModel], *args: Any, **kwargs: Any) -> dict[str, Any]:
-            return without_null(base.model_json_schema(*args, **kwargs))
-
-        return type(base.__name__, (base,), {"model_json_schema": classmethod(model_json_schema)})
 
 
 def _check_route_names(graphs: dict[str, Any]) -> None:
@@ -197,23 +104,21 @@ class GenerateRequest(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Per-run options: model, max_cycles, temperature, evaluators, ..."
     )
+    examples: Annotated[Examples, AfterValidator(check_size)] | None = Field(
+        None,
+        description='Examples the code must reproduce: [{"inputs": {"<dataset>": [payload, ...]}, "outputs": '
+        '{"<dataset>": [payload, ...]}}] (at most 20, 64 KB); the `aineko` check runs the node on them.',
+    )
 
 
 def _options_for(graph: Runnable, options: dict[str, Any]) -> Context:
     """The run's effective options (request over pipeline over environment); bad ones are the caller's error (422)."""
-    known = {f.name for f in fields(Context)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise HTTPException(422, f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    try:
-        return Context.from_run(options, getattr(graph, "config", None) or {})
-    except (TypeError, ValueError) as exc:
-        raise HTTPException(422, f"invalid options: {exc}") from None
+    return check_options(graph, options)
 
 
 def _check_model(ctx: Context) -> None:
-    """Build the model once, so a missing key is a 400 before any work is done."""
-    load_chat_model(resolve_model_spec(ctx.model), temperature=ctx.temperature, max_tokens=ctx.max_tokens)
+    """Build the model (and its fallbacks) once, so a missing key is a 400 before any work is done."""
+    check_model(ctx)
 
 
 def _provider_failure(result: dict[str, Any]) -> JSONResponse:
@@ -240,8 +145,17 @@ def _valid_request_id(value: str) -> bool:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The Bandit worker processes and the Ruff server belong to this service process: they stop with it."""
+    """The Bandit worker processes, the Ruff server and the warm sandboxes belong to this service process: they stop
+    with it. Runs a dead process left `running` become `interrupted` at start; this process's unfinished ones at its
+    stop. Generated code runs only in bubblewrap here: `DREAM_GRAPH_SANDBOX=process` is refused."""
+    from dream_graph import sandbox
+    from dream_graph.store import interrupt_own_runs, recover_interrupted_runs
+
+    sandbox.forbid_plain_process()  # the service never runs generated code outside bubblewrap
+    await asyncio.to_thread(recover_interrupted_runs)
     yield
+    await asyncio.to_thread(interrupt_own_runs)
+    await sandbox.shutdown()
     await asyncio.to_thread(_stop_helpers)
 
 
@@ -264,18 +178,19 @@ def create_app(
         max_concurrent_runs or settings.max_concurrent_runs,
         settings.max_queued_runs if max_queued_runs is None else max_queued_runs,
     )
-    app = FastAPI(
+    app = FastAPIOffline(  # Swagger UI and ReDoc assets from the installed package: the docs work offline
         title="dream_graph",
         version=__version__,
         description="Turn a plain-language request into checked code with an LLM. See the README's API section.",
         lifespan=_lifespan,
     )
     app.state.graphs, app.state.limiter, app.state.background = graphs, limiter, set()
-    app.add_middleware(RunGateMiddleware, limiter=limiter)
+    app.add_middleware(RequestGate, limiter=limiter)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID", validator=_valid_request_id)
     _add_error_handlers(app)
     _add_routes(app, graphs, limiter)
     app.include_router(runs_router)
+    app.include_router(login_router)
     return app
 
 
@@ -288,6 +203,13 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"}))
+
+    @app.exception_handler(ValidationError)
+    async def batch_input_error(request: Request, exc: ValidationError) -> JSONResponse:
+        """LangServe validates batch inputs outside its own error translation: a bad input there is the caller's."""
+        if not request.url.path.endswith("/batch"):
+            return await internal_error(request, exc)
         return _error(422, jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"}))
 
     @app.exception_handler(PromptError)
@@ -310,7 +232,8 @@ def _add_routes(app: FastAPI, graphs: dict[str, Runnable], limiter: RunLimiter) 
     """Wire every endpoint; the handlers are closures over this app's graphs and limiter."""
     guarded = [Depends(require_api_key)]
     for name, graph in graphs.items():
-        add_routes(app, ServedGraph(bound=graph), path=f"/{name}", dependencies=guarded)
+        add_pipeline_routes(app, name, graph, guarded)  # /<name>/... and the chat playground /<name>/chat/...
+    slack_replays, github_replays = slack.replay_cache(), ReplayCache(GITHUB_REPLAY_WINDOW_SECONDS)
 
     def pick_graph(name: str | None) -> Runnable:
         name = name or DEFAULT_PIPELINE
@@ -318,12 +241,15 @@ def _add_routes(app: FastAPI, graphs: dict[str, Runnable], limiter: RunLimiter) 
             raise HTTPException(404, f"unknown pipeline {name!r}; known: {', '.join(sorted(graphs))}")
         return graphs[name]
 
-    async def run(pipeline: str | None, prompt: str, options: dict[str, Any]) -> dict[str, Any]:
+    async def run(
+        pipeline: str | None, prompt: str, options: dict[str, Any], examples: list[dict] | None = None
+    ) -> dict[str, Any]:
         """One graph run, never blocking the loop: model set-up in a thread, the graph via ainvoke."""
         graph = pick_graph(pipeline)
         prompt = validate_request(prompt)
         await asyncio.to_thread(_check_model, _options_for(graph, options))
-        result = await graph.ainvoke({"prompt": prompt}, context=options)
+        inputs: dict[str, Any] = {"prompt": prompt, **({"examples": examples} if examples else {})}
+        result = await graph.ainvoke(inputs, context=options)
         log.info("run finished: pipeline=%s status=%s cycles=%s model=%s",
                  pipeline or DEFAULT_PIPELINE, result.get("status"), result.get("cycles"), result.get("model"))
         return result
@@ -331,7 +257,8 @@ def _add_routes(app: FastAPI, graphs: dict[str, Runnable], limiter: RunLimiter) 
     @app.post("/generate", dependencies=guarded, tags=["generate"])
     async def generate(body: GenerateRequest) -> JSONResponse:
         """Generate and check code for a prompt; returns the output contract (see the README)."""
-        result = await run(body.pipeline, body.prompt, body.options)
+        examples = [e.model_dump() for e in body.examples] if body.examples else None
+        result = await run(body.pipeline, body.prompt, body.options, examples)
         if result.get("status") == "error":
             return _provider_failure(result)
         return JSONResponse(jsonable_encoder(to_jsonable(result)))
@@ -347,20 +274,28 @@ def _add_routes(app: FastAPI, graphs: dict[str, Runnable], limiter: RunLimiter) 
         secret = get_settings().slack_signing_secret
         if secret is None:
             raise HTTPException(503, "Slack commands are disabled: set SLACK_SIGNING_SECRET to the app's signing secret")
-        body = await request.body()
+        body = await request.body()  # already capped by the request gate
         try:
             slack.verify_slack_signature(secret.get_secret_value(), body, x_slack_request_timestamp, x_slack_signature)
         except SignatureError as exc:
             raise HTTPException(401, str(exc)) from None
+        if slack_replays.seen_before(slack.replay_keys(x_slack_request_timestamp, body)):
+            return JSONResponse(slack.error_message("duplicate, ignored: this signed request was already received"))
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         if form.get("ssl_check"):
             return JSONResponse({})
         response_url = form.get("response_url", "")
         if not response_url.startswith(("https://", "http://")):
             raise HTTPException(422, "form field response_url is missing or not an http(s) URL")
+        url_problem = slack.response_url_problem(response_url, get_settings().slack_response_url_prefixes.split(","))
+        if url_problem:
+            return JSONResponse(slack.error_message(f"dream_graph will not answer here: {url_problem}"))
         command = form.get("command", "/dream")
         try:
             prompt = validate_request(form.get("text", ""))
+            problem = text_problem(prompt, "the command text")
+            if problem:
+                raise PromptError(problem)
         except PromptError as exc:
             return JSONResponse(slack.error_message(f"{exc}. Usage: {command} <what the code should do>"))
         try:
@@ -388,22 +323,27 @@ def _add_routes(app: FastAPI, graphs: dict[str, Runnable], limiter: RunLimiter) 
         request: Request,
         x_github_event: str | None = Header(None),
         x_hub_signature_256: str | None = Header(None),
+        x_github_delivery: str | None = Header(None),
     ) -> JSONResponse:
         """GitHub webhook: `ping` answers pong, `push` refreshes the docs, other events are ignored."""
         secret = get_settings().github_webhook_secret
         if secret is None:
             raise HTTPException(503, "GitHub webhooks are disabled: set GITHUB_WEBHOOK_SECRET to the webhook's secret")
-        body = await request.body()
+        body = await request.body()  # already capped by the request gate
         try:
             verify_github_signature(secret.get_secret_value(), body, x_hub_signature_256)
         except SignatureError as exc:
             raise HTTPException(401, str(exc)) from None
+        # The delivery id is not signed, so the signed body's digest is a key too: a replay cannot dodge by renaming.
+        keys = [f"github-body:{body_digest(body)}"] + ([f"github:{x_github_delivery}"] if x_github_delivery else [])
+        if github_replays.seen_before(keys):
+            return JSONResponse({"event": x_github_event, "duplicate": True, "detail": "duplicate, ignored"})
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+            payload = await asyncio.to_thread(check_json, body, get_settings().max_json_depth)
+        except BodyProblem as exc:
+            raise HTTPException(422, str(exc)) from None
         if not isinstance(payload, dict):
-            raise HTTPException(400, "body must be a JSON object")
+            raise HTTPException(422, "body must be a JSON object")
         if x_github_event == "ping":
             return JSONResponse({"event": "ping", "message": "pong", "zen": payload.get("zen")})
         if x_github_event == "push":
@@ -416,9 +356,10 @@ def _add_routes(app: FastAPI, graphs: dict[str, Runnable], limiter: RunLimiter) 
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:
-        """Ready when the docs load and the configured model can be built; says which model `auto` means."""
+        """Ready when the docs load, the configured model can be built and (code execution on) the sandbox works;
+        says which model `auto` means and which bubblewrap runs generated code."""
         settings = get_settings()
-        checks: dict[str, Any] = {"pipelines": sorted(graphs), "version": __version__}
+        checks: dict[str, Any] = {"pipelines": sorted(graphs), "version": __version__, "target": get_target().spec}
         ok = True
         try:
             docset, sections = await asyncio.to_thread(docs_holder.get)
@@ -437,7 +378,12 @@ def _add_routes(app: FastAPI, graphs: dict[str, Runnable], limiter: RunLimiter) 
             ok = False
             model.update(configured=False, error=str(exc))
         checks["model"] = model
-        checks["runs"] = {"admitted": limiter.admitted, "limit": limiter.limit, "queue": limiter.queue}
+        checks["sandbox"] = await asyncio.to_thread(sandbox_status)
+        if settings.execute_code and not checks["sandbox"]["available"]:
+            ok = False  # every check that executes code would fail: say what is missing instead
+        checks["runs"] = {
+            "admitted": limiter.admitted, "running": limiter.running_now, "limit": limiter.limit, "queue": limiter.queue
+        }
         return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
 
 

@@ -33,23 +33,36 @@ router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[Depends(require_
 def list_runs(
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-    status: Literal["passed", "failed", "error"] | None = None,
+    status: Literal["passed", "failed", "error", "running", "interrupted"] | None = None,
     pipeline: str | None = None,
     model: str | None = None,
     thread_id: str | None = None,
+    experiment: str | None = None,
     store: RunStore = Depends(run_store),
 ) -> dict[str, Any]:
-    """Run summaries (no messages or code), filterable by status, pipeline, model or thread."""
+    """Run summaries (no messages or code), filterable by status, pipeline, model, thread or experiment."""
     runs = store.list_runs(
-        limit=limit, offset=offset, status=status, pipeline=pipeline, model=model, thread_id=thread_id
+        limit=limit, offset=offset, status=status, pipeline=pipeline, model=model, thread_id=thread_id,
+        experiment=experiment,
     )
     return {"runs": runs, "limit": limit, "offset": offset, "total": store.count_runs()}
 
 
 @router.get("/report", summary="Pass rates, cycles to pass, frequent findings, LLM latency")
-def report(top: int = Query(10, ge=1, le=100), store: RunStore = Depends(run_store)) -> Report:
-    """The same figures as `dream-graph runs report`."""
-    return build_report(store, top=top)
+def report(
+    top: int = Query(10, ge=1, le=100),
+    experiment: str | None = Query(None, max_length=100, description="One experiment's pipelines side by side."),
+    store: RunStore = Depends(run_store),
+) -> Report | dict[str, Any]:
+    """The same figures as `dream-graph runs report` (with `experiment`: as `runs report --experiment`)."""
+    if experiment is None:
+        return build_report(store, top=top)
+    from dream_graph.eval import experiment_rows, summarize
+
+    rows = experiment_rows(store, experiment)
+    if not rows:
+        raise HTTPException(404, f"no runs recorded under experiment {experiment!r}")
+    return {"experiment": experiment, "runs": len(rows), "summary": summarize(rows)}
 
 
 @router.get("/{run_id}", summary="One run with every cycle, evaluation and finding")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from dream_graph.service.webhooks import SignatureError, check_signature
+from dream_graph.service.webhooks import ReplayCache, SignatureError, body_digest, check_signature
 
 log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 5 * 60
 SLACK_TEXT_LIMIT = 3000
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
 
 
 def verify_slack_signature(
@@ -22,15 +25,43 @@ def verify_slack_signature(
     """Slack's v0 scheme: HMAC of `v0:<timestamp>:<body>`; an old timestamp means a replayed request."""
     if not timestamp:
         raise SignatureError("missing X-Slack-Request-Timestamp header: the request is not signed")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SignatureError(f"X-Slack-Request-Timestamp {timestamp[:20]!r} is not a Unix time") from None
-    age = (time.time() if now is None else now) - sent
+    if not _UNIX_TIME.fullmatch(timestamp):  # digits only, and few enough that no arithmetic can overflow
+        raise SignatureError(f"X-Slack-Request-Timestamp {timestamp[:20]!r} is not a Unix time (1 to 12 digits)")
+    age = (time.time() if now is None else now) - int(timestamp)
     if abs(age) > MAX_AGE_SECONDS:
         raise SignatureError(f"X-Slack-Request-Timestamp is {int(age)} s away from now (limit {MAX_AGE_SECONDS} s)")
     message = b"v0:" + timestamp.encode("ascii") + b":" + body
     check_signature(secret, message, signature, prefix="v0=", header="X-Slack-Signature")
+
+
+def replay_cache() -> ReplayCache:
+    """Signed requests are remembered for as long as their timestamp would be accepted (either side of now)."""
+    return ReplayCache(2 * MAX_AGE_SECONDS + 1)
+
+
+def replay_keys(timestamp: str | None, body: bytes) -> list[str]:
+    """The signature covers timestamp and body, so the pair names one signed request."""
+    return [f"slack:{timestamp}:{body_digest(body)}"]
+
+
+def response_url_problem(url: str, prefixes: Sequence[str]) -> str | None:
+    """Why the result may not be posted to `url` (None: it may), so a command cannot aim the service at any host."""
+    allowed = [p for p in prefixes if p]
+    if not url:
+        return "the command has no response_url"
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "the command's response_url is not a valid URL"
+    for prefix in allowed:
+        wanted = httpx.URL(prefix)
+        same_origin = (parsed.scheme, parsed.host, parsed.port) == (wanted.scheme, wanted.host, wanted.port)
+        if same_origin and not parsed.userinfo and url.startswith(prefix) and parsed.path.startswith(wanted.path):
+            return None
+    return (
+        f"response_url must start with {' or '.join(allowed) or '(nothing is allowed)'}; "
+        "widen DREAM_GRAPH_SLACK_RESPONSE_URL_PREFIXES to allow other hosts"
+    )
 
 
 def _clip(text: str, limit: int = SLACK_TEXT_LIMIT) -> str:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+GITHUB_REPLAY_WINDOW_SECONDS = 24 * 3600
 
 
 class SignatureError(Exception):
@@ -27,3 +32,32 @@ def check_signature(secret: str, message: bytes, signature: str | None, *, prefi
 def verify_github_signature(secret: str, body: bytes, signature: str | None) -> None:
     """GitHub signs the raw body: `X-Hub-Signature-256: sha256=<hex>`."""
     check_signature(secret, body, signature, prefix="sha256=", header="X-Hub-Signature-256")
+
+
+class ReplayCache:
+    """Keys of signed requests seen within a window: a replayed delivery is answered once, not run again.
+
+    Bounded (oldest forgotten first) so a flood of valid deliveries cannot grow memory; per process."""
+
+    def __init__(self, window: float, max_entries: int = 10_000) -> None:
+        self.window, self.max_entries = window, max_entries
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def seen_before(self, keys: Iterable[str], *, now: float | None = None) -> bool:
+        """True when any key was recorded within the window; otherwise records them all and answers False."""
+        now = time.monotonic() if now is None else now
+        while self._seen and next(iter(self._seen.values())) <= now:
+            self._seen.popitem(last=False)
+        keys = [k for k in keys if k]
+        if any(k in self._seen for k in keys):
+            return True
+        for key in keys:
+            self._seen[key] = now + self.window
+            if len(self._seen) > self.max_entries:
+                self._seen.popitem(last=False)
+        return False
+
+
+def body_digest(body: bytes) -> str:
+    """A fixed-size stand-in for a body in the replay cache."""
+    return hashlib.sha256(body).hexdigest()

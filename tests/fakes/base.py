@@ -255,10 +255,10 @@ class WordCounter(AbstractNode):
     """Counts the words in each message."""
 
     def _execute(self, params: Optional[dict] = None) -> Optional[bool]:
-        message = self.consumers["input"].next()
+        message = self.inputs["input"].next()
         if message is None:
             return None
-        self.producers["output"].produce(len(str(message["message"]).split()))
+        self.outputs["output"].write(len(str(message["message"]).split()))
         return None
 ```
 

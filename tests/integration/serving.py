@@ -77,9 +77,12 @@ def running(
 
 
 @contextmanager
-def dream_graph_server(tmp: Path, *args: str, **env: str) -> Iterator[Server]:
+def dream_graph_server(tmp: Path, *args: str, ready_timeout: float = 60, **env: str) -> Iterator[Server]:
     """`dream-graph serve [args]` with a clean environment plus `env`."""
     port = free_port()
     command = [sys.executable, "-m", "dream_graph.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    with running(command, clean_environment(tmp, **env), tmp, port, ready_path="/healthz", log_dir=tmp) as server:
+    environment = clean_environment(tmp, **env)
+    with running(
+        command, environment, tmp, port, ready_path="/healthz", log_dir=tmp, timeout=ready_timeout
+    ) as server:
         yield server

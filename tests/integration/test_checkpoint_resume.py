@@ -15,7 +15,7 @@ import pytest
 from dream_graph.checkpoint import can_resume, open_checkpointer, saver_target, thread_config, thread_history
 from dream_graph.errors import ConfigError
 from dream_graph.graph import build_graph
-from dream_graph.store import get_store
+from dream_graph.store import get_store, recover_interrupted_runs
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         assert snapshot.next == ("generate",), "the last completed step was decide, asking for a fix"
         assert snapshot.values["cycles"] == 1 and snapshot.values["status"] == "running"
         assert can_resume(graph, thread)
-    assert get_store().count_runs() == 0, "a killed run is not recorded as finished"
+    (left,) = get_store().list_runs()
+    assert (left["status"], left["thread_id"], left["cycles"]) == ("running", thread, 1), "written after cycle 1"
+    assert left["owner"].split(":")[2] == str(first.pid) and left["finished_at"] is None
+    assert recover_interrupted_runs() == [left["id"]], "its process is dead: the start-up hook marks it"
+    interrupted = get_store().get_run(left["id"])
+    assert interrupted["status"] == "interrupted" and f"--resume --thread {thread}" in interrupted["error"]
+    assert [c["passed"] for c in interrupted["cycle_details"]] == [False], "the checked cycle 1 is kept"
 
     second = subprocess.run(
         [sys.executable, str(worker), str(calls), "resume", thread], capture_output=True, text=True, timeout=120
@@ -115,6 +121,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert [s.values.get("cycles") for s in history if s.next == ("generate",)][-2:] == [0, 1]
 
     run = get_store().get_run(result["run_id"])
+    assert run["id"] == left["id"] and get_store().count_runs() == 1, "the resume finishes the same row"
     assert run["thread_id"] == thread and run["status"] == "passed"
     assert [c["passed"] for c in run["cycle_details"]] == [False, True]
 

@@ -56,3 +56,16 @@ def test_every_graph_in_langgraph_json_is_served(langgraph_server):
     assert response.status_code == 200
     served = {a["graph_id"] for a in response.json()}
     assert {"dream", "offline", "gpt4", "gpt35", "cohere"} <= served
+
+
+def test_a_missing_provider_key_reaches_the_caller_with_its_message(langgraph_server):
+    # The LangGraph API server hides the message of errors that are not of a built-in type; ConfigError is a
+    # ValueError so its message (what to set, what to pass instead) is not replaced by "An internal error occurred".
+    response = httpx.post(
+        f"{langgraph_server.url}/runs/wait",
+        json={"assistant_id": "gpt4", "input": {"prompt": PROMPT}},
+        timeout=120,
+    )
+
+    assert "needs OPENAI_API_KEY" in response.text, response.text
+    assert "An internal error occurred" not in response.text

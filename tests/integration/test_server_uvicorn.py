@@ -28,7 +28,16 @@ GITHUB_SECRET = "github-uvicorn-secret"
 
 
 @pytest.fixture(scope="module")
-def server(openai_server_session: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def slack_receiver() -> Iterator[Receiver]:
+    """Where Slack commands post their results; started first, so the server can allow exactly its origin."""
+    with Receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def server(
+    openai_server_session: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory, slack_receiver: Receiver
+) -> Iterator[Server]:
     """One server for the module: offline by default, the fake OpenAI server reachable as openai:<name>."""
     with dream_graph_server(
         tmp_path_factory.mktemp("serve"),
@@ -39,6 +48,8 @@ def server(openai_server_session: FakeOpenAI, tmp_path_factory: pytest.TempPathF
         GITHUB_WEBHOOK_SECRET=GITHUB_SECRET,
         DREAM_GRAPH_MAX_CONCURRENT_RUNS="10",
         DREAM_GRAPH_MAX_QUEUED_RUNS="60",
+        # response_url is limited to https://hooks.slack.com/ by default: allow exactly the local receiver
+        DREAM_GRAPH_SLACK_RESPONSE_URL_PREFIXES=slack_receiver.url.rsplit("/", 3)[0] + "/",
     ) as running:
         yield running
 
@@ -83,19 +94,18 @@ def test_langserve_stream_events_over_http(server):
     assert final is not None and final["status"] == "passed"
 
 
-def test_slack_acknowledges_first_and_posts_the_result_later(server):
-    with Receiver() as receiver:
-        body = urlencode({"command": "/dream", "text": PROMPT, "response_url": receiver.url}).encode()
-        ts = str(int(time.time()))
-        signature = "v0=" + hmac.new(SLACK_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
-        ack = httpx.post(
-            f"{server.url}/slack/commands",
-            content=body,
-            headers={"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
-                     "Content-Type": "application/x-www-form-urlencoded"},
-        )
-        assert ack.status_code == 200 and "Working on" in ack.json()["text"]
-        posts = receiver.wait(1)
+def test_slack_acknowledges_first_and_posts_the_result_later(server, slack_receiver):
+    body = urlencode({"command": "/dream", "text": PROMPT, "response_url": slack_receiver.url}).encode()
+    ts = str(int(time.time()))
+    signature = "v0=" + hmac.new(SLACK_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    ack = httpx.post(
+        f"{server.url}/slack/commands",
+        content=body,
+        headers={"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert ack.status_code == 200 and "Working on" in ack.json()["text"]
+    posts = slack_receiver.wait(1)
     assert len(posts) == 1 and posts[0]["json"]["text"].startswith("*passed*")
 
 

@@ -36,6 +36,14 @@ def _reachable() -> str | None:
 _why_not = _reachable()
 
 
+@pytest.fixture(autouse=True)
+def no_store_backoff(monkeypatch):
+    """Each test starts as if no write had failed before it (the in-flight back-off is per process)."""
+    from dream_graph import store
+
+    monkeypatch.setattr(store, "_last_failure", float("-inf"))
+
+
 @pytest.fixture
 def pg_url(monkeypatch):
     """A fresh schema; DREAM_GRAPH_DB points at it (a plain postgresql:// URL, as users write it)."""
@@ -94,3 +102,53 @@ def test_checkpoints_on_postgres(pg_url):
     assert state["status"] == "passed"
     assert history[-1].values["run_id"] == state["run_id"] and history[-1].next == ()
     assert get_store().list_runs(thread_id="pg-thread")[0]["id"] == state["run_id"]
+
+
+def test_an_older_postgres_store_is_upgraded_in_place(pg_url):
+    from dream_graph.store import store_url
+    from tests.unit.test_store import check_upgraded, make_old_store
+
+    make_old_store(store_url())
+    check_upgraded(store_url()).engine.dispose()
+
+
+def test_nul_and_lone_surrogates_are_stored_the_same_as_on_sqlite(pg_url):
+    from tests.unit.test_store import check_nasty_text_round_trips
+
+    check_nasty_text_round_trips(get_store())
+
+
+def test_record_error_on_postgres_has_no_sql_and_no_values(pg_url, caplog):
+    import logging
+
+    from dream_graph.store import record_safely
+
+    state = {"prompt": "secret-prompt-text", "run_id": "x" * 40, "cycles": 0, "status": "passed"}
+    with caplog.at_level(logging.WARNING, logger="dream_graph.store"):
+        result = record_safely(state)
+    assert result["record_error"] == "StringDataRightTruncation: value too long for type character varying(32)"
+    assert "secret-prompt-text" not in caplog.text
+
+
+def test_runs_of_a_dead_process_are_marked_interrupted_on_postgres(pg_url):
+    import socket
+    import subprocess
+    import sys
+
+    from dream_graph.store import _boot_id, process_owner, record_safely, recover_interrupted_runs
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    state = {"prompt": "p", "cycles": 0, "status": "running"}
+    mine = record_safely({**state, "run_id": "a" * 32}, final=False)["run_id"]
+    dead = record_safely({**state, "run_id": "b" * 32}, final=False)["run_id"]
+    from sqlalchemy import update
+
+    from dream_graph.store import Run
+
+    with get_store().engine.begin() as conn:
+        gone = f"{socket.gethostname()}:{_boot_id()}:{child.pid}:1"
+        conn.execute(update(Run).where(Run.id == dead).values(owner=gone))
+    assert recover_interrupted_runs() == [dead]
+    runs = {r["id"]: (r["status"], r["owner"]) for r in get_store().list_runs()}
+    assert runs == {mine: ("running", process_owner()), dead: ("interrupted", runs[dead][1])}

@@ -9,7 +9,9 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 
 from dream_graph import build_graph
+from dream_graph.context import default_evaluators
 from dream_graph.errors import PromptError
+from dream_graph.evaluators import finding, register, reset_registry
 
 CLEAN = '''```python
 from aineko import AbstractNode
@@ -58,7 +60,8 @@ def test_passes_at_once():
     assert state["cycles"] == 1
     assert "def add" in state["code"]
     assert "name: adder" in state["config_yaml"]
-    assert {e["evaluator"] for e in state["evaluations"]} == {"syntax", "security", "lint", "config"}
+    assert {e["evaluator"] for e in state["evaluations"]} == set(default_evaluators())
+    assert {"syntax", "security", "lint", "config"} <= set(default_evaluators())
     assert all(e["passed"] and e["cycle"] == 1 for e in state["evaluations"])
     assert fix_messages(state) == []
     assert state["model"].startswith("generic-fake-chat-model")
@@ -93,7 +96,7 @@ def test_bandit_finding_then_pass():
 
 def test_fails_every_time_until_max_cycles():
     bad = [f"```python\ndef f{i}(:\n    pass\n```" for i in range(3)]  # different lines, so progress is seen
-    state = run(fake(*bad, CLEAN), max_cycles=3)
+    state = run(fake(*bad, CLEAN), max_cycles=3, evaluators=["syntax", "security", "lint", "config"])
     assert state["status"] == "failed"
     assert state["stop_reason"] == "max_cycles"
     assert state["cycles"] == 3
@@ -166,3 +169,49 @@ def test_provider_failure_ends_as_error_and_keeps_state():
     assert "provider unreachable" in state["error"]
     assert state["cycles"] == 1
     assert len(state["messages"]) == 2  # the prompt is kept
+
+
+class Noting:
+    """A plugin check that reports the given findings on every cycle."""
+
+    def __init__(self, name: str, *severities: str) -> None:
+        self.name, self.severities = name, severities
+
+    async def evaluate(self, code, context):
+        return [finding(f"N{i}", f"note {i} ({s})", line=1, severity=s) for i, s in enumerate(self.severities)]
+
+
+@pytest.fixture
+def plugins():
+    """Register plugin checks for one test, and forget them afterwards."""
+    yield register
+    reset_registry()
+
+
+def test_info_findings_never_fail_a_check_in_the_graph(plugins):
+    plugins(Noting("notes", "info", "info"))
+    state = run(fake(CLEAN), evaluators=["syntax", "notes"])
+    notes = next(e for e in state["evaluations"] if e["evaluator"] == "notes")
+    assert notes["passed"] is True and [f["severity"] for f in notes["findings"]] == ["info", "info"]
+    assert (state["status"], state["stop_reason"], state["cycles"]) == ("passed", "passed", 1)
+
+
+@pytest.mark.parametrize("severity", ["warning", "low", "error", ""])
+def test_one_non_info_finding_fails_the_check_and_only_it_is_sent_back(plugins, severity):
+    plugins(Noting("notes", "info", severity))
+    state = run(fake(CLEAN, CLEAN, CLEAN), evaluators=["syntax", "notes"], max_cycles=3)
+    first = next(e for e in state["evaluations"] if e["evaluator"] == "notes" and e["cycle"] == 1)
+    assert first["passed"] is False and len(first["findings"]) == 2, "the info finding is kept in the state"
+    assert (state["status"], state["stop_reason"], state["cycles"]) == ("failed", "no_progress", 2)
+    (fix,) = fix_messages(state)
+    assert "[N1] line 1" in fix and "[N0]" not in fix
+
+
+def test_a_registration_that_replaces_a_built_in_stays_in_place(plugins):
+    from dream_graph.evaluators import get_registry
+
+    get_registry()  # built-ins loaded once
+    quiet = plugins(Noting("syntax", "info"))
+    assert get_registry()["syntax"] is quiet and get_registry()["syntax"] is quiet, "not reloaded over on every lookup"
+    state = run(fake(NO_CODE), evaluators=["syntax"])
+    assert state["status"] == "passed", "the replacement, not the built-in no-code check, ran"

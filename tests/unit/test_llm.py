@@ -128,7 +128,7 @@ def test_other_providers_go_through_init_chat_model(monkeypatch):
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
-    [("nosuchprovider:model", "cannot load model 'nosuchprovider:model'"), ("anthropic:claude", "langchain-anthropic")],
+    [("nosuchprovider:model", "unknown model provider 'nosuchprovider'"), ("anthropic:claude", "langchain-anthropic")],
 )
 def test_unknown_provider_or_missing_package_is_a_config_error(spec, expected):
     with pytest.raises(ConfigError, match=expected):
@@ -191,3 +191,72 @@ def test_context_checks_the_new_options():
         Context(timeout=0)
     with pytest.raises(ValueError, match="max_retries"):
         Context(max_retries=11)
+
+
+class Logged(BaseChatModel):
+    """Appends its name to a shared log on every call, then fails (`error`) or answers `name`."""
+
+    name: str
+    log: Any  # the caller's list itself (a `list` field would be copied)
+    error: Any = None
+
+    @property
+    def _llm_type(self) -> str:
+        return "logged"
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        from langchain_core.outputs import ChatGeneration
+
+        self.log.append(self.name)
+        if self.error is not None:
+            raise self.error
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(self.name))])
+
+
+def logged_chain(log: list, *outcomes: str) -> list[tuple[str, BaseChatModel]]:
+    """One model per outcome ("fail" or "ok"), named m0, m1, ... in chain order."""
+    return [
+        (f"p:m{i}", Logged(name=f"m{i}", log=log, error=http_error(503) if outcome == "fail" else None))
+        for i, outcome in enumerate(outcomes)
+    ]
+
+
+@pytest.mark.parametrize("call", ["sync", "async"])
+def test_fallbacks_are_tried_only_after_the_primary_fails_and_in_order(call):
+    log: list[str] = []
+    chain = logged_chain(log, "fail", "fail", "ok", "ok")
+    run = (lambda c: call_models(c, [HumanMessage("hi")])) if call == "sync" else (
+        lambda c: asyncio.run(acall_models(c, [HumanMessage("hi")])))
+    outcome = run(chain)
+    assert log == ["m0", "m1", "m2"], "primary first, then each fallback in order, stopping at the first answer"
+    assert outcome.spec == "p:m2" and outcome.reply.text == "m2"
+    assert [f.spec for f in outcome.failures] == ["p:m0", "p:m1"]
+    log.clear()
+    outcome = run(logged_chain(log, "ok", "ok"))
+    assert log == ["m0"] and outcome.spec == "p:m0" and outcome.failures == [], "no fallback while the primary answers"
+
+
+def test_the_chain_is_the_primary_then_the_fallbacks_in_the_given_order(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "o")
+    monkeypatch.setenv("COHERE_API_KEY", "c")
+    specs = [spec for spec, _ in load_chain("openai:primary", [" cohere:second ", "openai:third", "openai:primary"])]
+    assert specs == ["openai:primary", "cohere:second", "openai:third"]
+    assert [spec for spec, _ in load_chain("auto", ["openai:x"])] == [AUTO_OPENAI_MODEL, "openai:x"]
+
+
+def test_a_run_asks_the_primary_first_and_the_fallback_only_after_it_failed(fake_openai):
+    from tests.fakes import Reply
+
+    fake_openai.script(Reply.error(503, "primary overloaded"), Reply.ok(CLEAN_REPLY))
+    result = build_graph().invoke(
+        {"prompt": "a node"},
+        context={"model": "openai:primary", "fallbacks": ["openai:backup"], "max_retries": 0, "evaluators": ["syntax"]},
+    )
+    assert [body["model"] for body in fake_openai.bodies] == ["primary", "backup"]
+    assert (result["status"], result["model"]) == ("passed", "openai:backup")
+    assert result["llm_calls"][0]["failed_over"] == ["openai:primary failed with HTTP 503: primary overloaded"]
+    fake_openai.reset()
+    result = build_graph().invoke(
+        {"prompt": "a node"}, context={"model": "openai:primary", "fallbacks": ["openai:backup"], "evaluators": ["syntax"]}
+    )
+    assert [body["model"] for body in fake_openai.bodies] == ["primary"] and result["model"] == "openai:primary"

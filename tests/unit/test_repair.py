@@ -11,9 +11,12 @@ from dream_graph import build_graph
 from dream_graph.evaluators import finding
 from dream_graph.repair import (
     attempt_history,
+    call_cost,
     findings_signature,
     format_findings,
     next_conversation,
+    repair_step,
+    tokens_of,
 )
 
 NODE = '''from aineko import AbstractNode
@@ -109,7 +112,8 @@ def test_next_conversation_keeps_the_first_request_and_only_the_latest_reply():
 
 def test_conversation_stays_bounded_over_many_cycles():
     llm = model(*(undefined(i) for i in range(5)))
-    state = build_graph(chat_model=llm).invoke({"prompt": "count"}, context={"max_cycles": 5})
+    checks = ["syntax", "security", "lint", "config"]  # the loop's mechanics; the sandboxed aineko check adds nothing
+    state = build_graph(chat_model=llm).invoke({"prompt": "count"}, context={"max_cycles": 5, "evaluators": checks})
     assert (state["status"], state["stop_reason"], state["cycles"]) == ("failed", "max_cycles", 5)
     for call in llm.calls:
         assert len(call) <= 4 and sum(isinstance(m, AIMessage) for m in call) <= 1
@@ -166,3 +170,106 @@ async def test_async_run_autofixes_too():
     dirty = reply(prefix="import os\n")
     state = await build_graph(chat_model=model(dirty)).ainvoke({"prompt": "count"}, context={"lint_strictness": "all"})
     assert state["status"] == "passed" and state["autofixes"][0]["rules"] == ["F401"]
+
+
+# ---------------------------------------------------------------- the token budget, at its edges
+
+FAST = ["syntax", "lint"]
+"""Checks enough to fail an undefined name (lint F821) without a sandbox: these tests are about the loop."""
+
+
+def usage(total_in: int, total_out: int) -> dict:
+    return {"input_tokens": total_in, "output_tokens": total_out, "total_tokens": total_in + total_out}
+
+
+def billed(*replies: tuple[str, int, int]) -> Recording:
+    """A model whose replies carry the provider's token counts, so `tokens_used` has exact expected values."""
+    return Recording(messages=iter([AIMessage(text, usage_metadata=usage(i, o)) for text, i, o in replies]), calls=[])
+
+
+def cycle_two_state(tokens_used: int) -> dict:
+    """The state `decide` sees after a failed second cycle: two replies in the conversation, the second billed."""
+    first = AIMessage(undefined(0) + "\n" + "padding " * 200)  # a long old reply: it must not count as the next one's
+    second = AIMessage(undefined(1), usage_metadata=usage(1000, 200))
+    return {
+        "cycles": 2,
+        "tokens_used": tokens_used,
+        "code": NODE.format(body="missing_1"),
+        "evaluations": [ev("lint", 1, finding("F821", "undefined name `missing_0`", 6)),
+                        ev("lint", 2, finding("F821", "undefined name `missing_1`", 6))],
+        "messages": [SystemMessage("sys"), HumanMessage("docs + request"), first, HumanMessage("fix 1"), second],
+    }
+
+
+def test_budget_check_counts_the_next_call_and_the_reply_it_expects_at_the_exact_limit():
+    state = cycle_two_state(tokens_used=500)
+    unlimited = repair_step(state, max_cycles=5, token_budget=10**9)
+    assert unlimited["tokens_used"] == 500 + 1200, "earlier cycles plus the provider's count for this call"
+    conversation = unlimited["messages"]
+    expected_reply = tokens_of([state["messages"][-1]])
+    assert expected_reply < tokens_of(state["messages"][2:3])  # so counting the old reply instead would show
+    need = 1700 + tokens_of(conversation) + expected_reply
+    at_limit = repair_step(state, max_cycles=5, token_budget=need)
+    assert at_limit.get("stop_reason") is None and at_limit["messages"] == conversation, "exactly at the budget: go on"
+    over = repair_step(state, max_cycles=5, token_budget=need - 1)
+    assert (over["status"], over["stop_reason"], over["tokens_used"]) == ("failed", "budget", 1700)
+    assert "messages" not in over, "a stopped run sends nothing more"
+
+
+def test_call_cost_prefers_the_providers_count_and_falls_back_to_an_estimate():
+    messages = [HumanMessage("hello there"), AIMessage("a reply", usage_metadata=usage(30, 7))]
+    assert call_cost(messages) == 37
+    no_usage = [HumanMessage("hello there"), AIMessage("a reply")]
+    assert call_cost(no_usage) == tokens_of(no_usage) > 0
+    half = [HumanMessage("hello there"), AIMessage("a reply", usage_metadata=usage(30, 0))]
+    assert call_cost(half) == tokens_of(half), "a count missing one side is not trusted"
+
+
+REPLIES = [(undefined(0), 1000, 100), (undefined(1), 2000, 200), (undefined(2), 3000, 300), (reply(), 4000, 400)]
+
+
+def needs(llm: Recording, cycle: int, spent: int) -> int:
+    """Tokens `decide` must see room for after `cycle`: spent so far + the next call's conversation + the reply."""
+    return spent + tokens_of(llm.calls[cycle]) + tokens_of([AIMessage(REPLIES[cycle - 1][0])])
+
+
+def test_tokens_used_is_the_sum_over_every_cycle():
+    llm = billed(*REPLIES)
+    state = build_graph(chat_model=llm).invoke({"prompt": "count"}, context={"max_cycles": 4, "evaluators": FAST})
+    assert (state["status"], state["cycles"]) == ("passed", 4)
+    assert state["tokens_used"] == 1100 + 2200 + 3300 + 4400
+
+
+def test_budget_stops_after_cycle_one_just_over_and_allows_cycle_two_exactly_at():
+    probe = billed(*REPLIES)
+    build_graph(chat_model=probe).invoke({"prompt": "count"}, context={"max_cycles": 4, "evaluators": FAST})
+    need = needs(probe, 1, 1100)
+    llm = billed(*REPLIES)
+    state = build_graph(chat_model=llm).invoke(
+        {"prompt": "count"}, context={"max_cycles": 4, "evaluators": FAST, "token_budget": need - 1}
+    )
+    assert (state["status"], state["stop_reason"], state["cycles"], len(llm.calls)) == ("failed", "budget", 1, 1)
+    assert state["tokens_used"] == 1100
+    llm = billed(*REPLIES)
+    state = build_graph(chat_model=llm).invoke(
+        {"prompt": "count"}, context={"max_cycles": 4, "evaluators": FAST, "token_budget": need}
+    )
+    assert len(llm.calls) >= 2 and state["cycles"] >= 2
+
+
+def test_budget_stops_after_cycle_two_with_both_cycles_counted():
+    probe = billed(*REPLIES)
+    build_graph(chat_model=probe).invoke({"prompt": "count"}, context={"max_cycles": 4, "evaluators": FAST})
+    need = needs(probe, 2, 1100 + 2200)
+    assert need - 1 >= needs(probe, 1, 1100), "the budget lets cycle 1 through"
+    llm = billed(*REPLIES)
+    state = build_graph(chat_model=llm).invoke(
+        {"prompt": "count"}, context={"max_cycles": 4, "evaluators": FAST, "token_budget": need - 1}
+    )
+    assert (state["status"], state["stop_reason"], state["cycles"], len(llm.calls)) == ("failed", "budget", 2, 2)
+    assert state["tokens_used"] == 1100 + 2200
+    llm = billed(*REPLIES)
+    state = build_graph(chat_model=llm).invoke(
+        {"prompt": "count"}, context={"max_cycles": 4, "evaluators": FAST, "token_budget": need}
+    )
+    assert len(llm.calls) >= 3

@@ -2,9 +2,17 @@
 
 import asyncio
 
+import pytest
+
 from dream_graph.context import Context
 from dream_graph.evaluators import EvalInput
-from dream_graph.evaluators.security import CHUNK_MIN_LINES, NOT_SCANNED_RULE, SecurityEvaluator, scan, split_for_workers
+from dream_graph.evaluators.security import (
+    CHUNK_MIN_LINES,
+    NOT_SCANNED_RULE,
+    SecurityEvaluator,
+    scan,
+    split_for_workers,
+)
 from dream_graph.evaluators.syntax import check_syntax
 
 RISKY = "import pickle\nimport subprocess\n\n\ndef f(cmd, blob):\n    assert cmd\n    subprocess.call(cmd, shell=True)\n    return pickle.loads(blob)\n"
@@ -111,3 +119,59 @@ def test_a_cycles_evaluators_share_one_parse():
     asyncio.run(cycle())
     info = parse_module.cache_info()
     assert info.misses == 1 and info.hits >= 2
+
+
+# One finding at each Bandit confidence level (and three severities), to pin both thresholds at their edges.
+GRADED = '''import subprocess
+
+PASSWORD = "hunter2"
+
+
+def q(uid, cmd):
+    query = "SELECT * FROM users WHERE id = " + uid
+    subprocess.call(cmd, shell=True)
+    open("/tmp/x.txt").read()
+    return query
+'''
+# rule -> (severity, confidence) as Bandit rates it
+GRADES = {"B404": ("LOW", "HIGH"), "B105": ("LOW", "MEDIUM"), "B608": ("MEDIUM", "LOW"), "B602": ("HIGH", "HIGH"),
+          "B108": ("MEDIUM", "MEDIUM")}
+LEVELS = ("LOW", "MEDIUM", "HIGH")
+
+
+def at_least(level: str, threshold: str) -> bool:
+    return LEVELS.index(level) >= LEVELS.index(threshold)
+
+
+def test_the_samples_cover_every_confidence_level():
+    found = {f["rule"]: f for f in scan(GRADED)}
+    assert set(found) == set(GRADES)
+    for rule, (severity, confidence) in GRADES.items():
+        assert found[rule]["severity"] == severity.lower()
+        assert f"(severity {severity}, confidence {confidence})" in found[rule]["message"]
+    assert {c for _, c in GRADES.values()} == set(LEVELS)
+
+
+@pytest.mark.parametrize("severity", LEVELS)
+@pytest.mark.parametrize("confidence", LEVELS)
+def test_confidence_and_severity_thresholds_keep_exactly_the_findings_at_or_above_them(severity, confidence):
+    expected = {r for r, (s, c) in GRADES.items() if at_least(s, severity) and at_least(c, confidence)}
+    assert {f["rule"] for f in scan(GRADED, severity=severity, confidence=confidence)} == expected
+
+
+def test_a_low_confidence_finding_is_dropped_at_medium_and_a_medium_one_kept():
+    at_medium = {f["rule"] for f in scan(GRADED, confidence="MEDIUM")}
+    assert "B608" not in at_medium  # LOW confidence: just under the threshold
+    assert {"B105", "B108"} <= at_medium  # MEDIUM confidence: exactly at it
+    at_high = {f["rule"] for f in scan(GRADED, confidence="high")}  # lower case is accepted
+    assert at_high == {"B404", "B602"}
+
+
+def test_the_evaluator_passes_severity_and_confidence_each_to_its_own_threshold():
+    ev = SecurityEvaluator()
+    confident = asyncio.run(ev.evaluate(GRADED, EvalInput(options=Context(bandit_severity="low", bandit_confidence="high"))))
+    assert {f["rule"] for f in confident} == {"B404", "B602"}
+    severe = asyncio.run(ev.evaluate(GRADED, EvalInput(options=Context(bandit_severity="high", bandit_confidence="low"))))
+    assert {f["rule"] for f in severe} == {"B602"}
+    medium = asyncio.run(ev.evaluate(GRADED, EvalInput(options=Context(bandit_confidence="medium"))))
+    assert {f["rule"] for f in medium} == {"B404", "B105", "B602", "B108"}

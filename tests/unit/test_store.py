@@ -7,12 +7,19 @@ import csv
 import io
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import Field
 from typer.testing import CliRunner
 
 from dream_graph import build_graph, store
@@ -24,6 +31,12 @@ from dream_graph.store import RunStore, get_store, record_error_count, run_from_
 CLEAN = "Here it is.\n\n```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n\n```yaml\npipeline:\n  name: adder\n```\n"
 SYNTAX_ERROR = "```python\ndef add(a, b)\n    return a + b\n```\n"
 CHECKS = {"evaluators": ["syntax", "security"]}
+
+
+@pytest.fixture(autouse=True)
+def no_store_backoff(monkeypatch):
+    """Each test starts as if no write had failed before it (the in-flight back-off is per process)."""
+    monkeypatch.setattr(store, "_last_failure", float("-inf"))
 
 
 def fake(*replies: str) -> GenericFakeChatModel:
@@ -157,7 +170,7 @@ def test_a_broken_store_is_logged_and_counted_and_the_run_still_passes(monkeypat
         state = run_graph(CLEAN)
     assert state["status"] == "passed" and state["code"].startswith("def add")
     assert state["record_error"] and "run_id" in state
-    assert record_error_count() == before + 1
+    assert record_error_count() == before + 2, "a one-cycle run writes twice: when it starts and when it ends"
     assert "could not record run" in caplog.text
 
 
@@ -309,3 +322,370 @@ def test_every_cycle_keeps_its_reply_and_prompt_after_the_conversation_is_trimme
     assert [m["role"] for m in third["messages"]][:2] == ["system", "human"]
     assert third["messages"][-1]["role"] == "human" and "E999" in third["messages"][-1]["content"]
     assert "def f1(" in third["messages"][-2]["content"]  # the previous reply the fix refers to
+
+
+# --------------------------------------------------------------------------- written as it goes: start, cycles, end
+
+
+class Peeking(GenericFakeChatModel):
+    """Replies in turn; before each reply it reads what the store holds for the run so far (a crash would leave that)."""
+
+    seen: list = Field(default_factory=list)
+
+    def _generate(self, messages, *args, **kwargs):
+        self.seen.append([get_store().get_run(r["id"]) for r in get_store().list_runs()])
+        return super()._generate(messages, *args, **kwargs)
+
+
+def peeking(*replies) -> Peeking:
+    return Peeking(messages=iter([AIMessage(r) for r in replies]))
+
+
+def test_a_run_is_in_the_store_from_its_start_and_after_every_cycle():
+    model = peeking(SYNTAX_ERROR, CLEAN)
+    state = build_graph(chat_model=model).invoke({"prompt": "write an adder"}, context=CHECKS)
+    assert (state["status"], state["cycles"], state["record_error"]) == ("passed", 2, None)
+
+    (at_start,), (after_one,) = model.seen
+    assert (at_start["id"], at_start["status"], at_start["cycles"]) == (state["run_id"], "running", 0)
+    assert at_start["request"] == "write an adder" and at_start["model"].startswith("generic-fake-chat-model")
+    assert at_start["target"] and at_start["target"].startswith("aineko==")
+    assert at_start["finished_at"] is None and at_start["duration_ms"] is None and at_start["stop_reason"] is None
+    assert at_start["owner"] == store.process_owner() and at_start["updated_at"]
+    assert at_start["cycle_details"] == []
+
+    assert (after_one["status"], after_one["cycles"], after_one["finished_at"]) == ("running", 1, None)
+    (one,) = after_one["cycle_details"]
+    assert (one["cycle"], one["reply"], one["passed"], one["message_index"]) == (1, SYNTAX_ERROR, False, 2)
+    assert {e["evaluator"] for e in one["evaluations"]} == {"syntax", "security"}
+    assert one["llm_ok"] is True and len(one["llm_calls"]) == 1
+
+    final = get_store().get_run(state["run_id"])
+    assert (final["status"], final["cycles"]) == ("passed", 2) and final["finished_at"] >= after_one["updated_at"]
+    assert [c["reply"] for c in final["cycle_details"]] == [SYNTAX_ERROR, CLEAN]
+    assert get_store().count_runs() == 1, "the in-flight rows were replaced, not added"
+
+
+def test_a_reply_on_cycle_1_then_a_provider_error_on_cycle_2_keeps_each_cycle_its_own_reply():
+    class FailsSecond(Peeking):
+        def _generate(self, messages, *args, **kwargs):
+            if sum(1 for m in messages if m.type == "ai") >= 1 or len(messages) > 2:
+                self.seen.append([get_store().get_run(r["id"]) for r in get_store().list_runs()])
+                raise ConnectionError("provider went away on cycle 2")
+            return super()._generate(messages, *args, **kwargs)
+
+    model = FailsSecond(messages=iter([AIMessage(SYNTAX_ERROR)]))
+    state = build_graph(chat_model=model).invoke({"prompt": "write an adder"}, context=CHECKS)
+    assert (state["status"], state["stop_reason"], state["cycles"]) == ("error", "provider_error", 2)
+    in_flight = model.seen[-1][0]
+    assert [c["reply"] for c in in_flight["cycle_details"]] == [SYNTAX_ERROR], "cycle 1 was written before cycle 2"
+
+    run = get_store().get_run(state["run_id"])
+    one, two = run["cycle_details"]
+    assert (one["reply"], one["message_index"], one["passed"], one["llm_ok"]) == (SYNTAX_ERROR, 2, False, True)
+    assert (two["reply"], two["message_index"], two["passed"], two["llm_ok"]) == (None, None, None, False)
+    assert "provider went away" in two["llm_error"] and two["evaluations"] == []
+    exported = [r for r in get_store().iter_cycles() if r["run_id"] == state["run_id"]]
+    assert exported[0]["reply"] == SYNTAX_ERROR and [m["role"] for m in exported[0]["messages"]] == ["system", "human"]
+    assert exported[1]["reply"] is None and exported[1]["messages"][-2]["content"] == SYNTAX_ERROR
+
+    # The same state without per-call records (an older checkpoint): the replies are aligned from the end.
+    plain = run_from_state({**state, "llm_calls": []})
+    assert [(c.cycle, c.message_index, c.reply) for c in plain.cycle_rows] == [(1, 2, SYNTAX_ERROR), (2, None, None)]
+
+
+# --------------------------------------------------------------------------- interrupted runs
+
+
+def _running_row(owner, prompt="left running", thread=None):
+    """A run as its start write leaves it, under `owner`."""
+    row = run_from_state({"prompt": prompt, "run_id": uuid.uuid4().hex, "cycles": 0}, final=False)
+    row.owner, row.thread_id = owner, thread
+    return get_store().record(row)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_only_runs_of_a_gone_process_of_this_host_are_marked_interrupted():
+    host, boot = socket.gethostname(), store._boot_id()
+    me = store.process_owner()
+    start = me.rsplit(":", 1)[1]
+    assert start != "-", "this host has /proc: the owner carries the process start time"
+    live = _running_row(me)
+    other_host = _running_row(f"another-host:{boot}:{os.getpid()}:{start}")
+    dead = _running_row(f"{host}:{boot}:{_dead_pid()}:{start}", thread="t-dead")
+    reused_pid = _running_row(f"{host}:{boot}:{os.getpid()}:{int(start) - 1}")
+    old_boot = _running_row(f"{host}:an-earlier-boot:{os.getpid()}:{start}")
+    no_owner = _running_row(None)
+    finished = run_graph(CLEAN)["run_id"]
+
+    marked = get_store().mark_interrupted()
+    assert set(marked) == {dead, reused_pid, old_boot, no_owner}
+    assert get_store().mark_interrupted() == [], "marking is done once"
+    status = {r["id"]: r["status"] for r in get_store().list_runs()}
+    assert status == {
+        live: "running",
+        other_host: "running",
+        dead: "interrupted",
+        reused_pid: "interrupted",
+        old_boot: "interrupted",
+        no_owner: "interrupted",
+        finished: "passed",
+    }
+    dead_run = get_store().get_run(dead)
+    assert dead_run["stop_reason"] == "interrupted" and dead_run["finished_at"] is None
+    assert "--resume --thread t-dead" in dead_run["error"] and str(dead_run["owner"]) in dead_run["error"]
+    assert "--resume" not in get_store().get_run(reused_pid)["error"], "no thread: nothing to resume"
+
+
+def test_the_start_up_hook_and_the_runs_commands_mark_dead_processes_runs(caplog):
+    gone = _running_row(f"{socket.gethostname()}:{store._boot_id()}:{_dead_pid()}:1", prompt="killed mid-run")
+    with caplog.at_level(logging.WARNING, logger="dream_graph.store"):
+        assert store.recover_interrupted_runs() == [gone]
+    assert "marked interrupted" in caplog.text and gone in caplog.text
+    later = _running_row(f"{socket.gethostname()}:{store._boot_id()}:{_dead_pid()}:1", prompt="killed too")
+    listed = runner.invoke(app, ["runs", "list", "--json"])
+    assert listed.exit_code == 0 and [r["status"] for r in json.loads(listed.stdout)] == ["interrupted"] * 2
+    assert get_store().get_run(later)["status"] == "interrupted"
+    shown = runner.invoke(app, ["runs", "show", later[:8]])
+    assert shown.exit_code == 0 and "interrupted" in shown.stdout and "stopped before the run ended" in shown.stdout
+    client = api()
+    assert {r["id"] for r in client.get("/runs", params={"status": "interrupted"}).json()["runs"]} == {gone, later}
+    report = client.get("/runs/report").json()
+    assert report["by_status"] == {"interrupted": 2} and report["pass_rates"] == [], "no outcome, no pass rate"
+
+
+def test_a_broken_store_at_start_up_is_logged_not_raised(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("DREAM_GRAPH_DB", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    get_settings.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="dream_graph.store"):
+        assert store.recover_interrupted_runs() == []
+    assert "could not look for interrupted runs: OperationalError" in caplog.text
+    assert "SELECT" not in caplog.text
+
+
+def test_at_shutdown_a_process_marks_its_own_unfinished_runs_only():
+    mine = store.record_safely({"prompt": "cancelled", "run_id": uuid.uuid4().hex, "cycles": 0}, final=False)["run_id"]
+    someone_elses = _running_row("another-host:b:1:1")
+    done = run_graph(CLEAN)["run_id"]
+    assert store.interrupt_own_runs() == [mine]
+    assert store.interrupt_own_runs() == []
+    status = {r["id"]: r["status"] for r in get_store().list_runs()}
+    assert status == {mine: "interrupted", someone_elses: "running", done: "passed"}
+
+
+# --------------------------------------------------------------------------- a store made by an older version
+
+
+def _old_runs_table(metadata):
+    """`runs` as the previous release created it: no target/owner/updated_at, and finished_at NOT NULL."""
+    from sqlalchemy import Table
+
+    new = {"target", "owner", "updated_at"}
+    columns = []
+    for column in store.Run.__table__.columns:
+        if column.name in new:
+            continue
+        copy = column._copy()
+        if column.name == "finished_at":
+            copy.nullable = False
+        columns.append(copy)
+    return Table("runs", metadata, *columns)
+
+
+def make_old_store(url):
+    from sqlalchemy import MetaData, create_engine, insert
+
+    engine = create_engine(url)
+    metadata = MetaData()
+    table = _old_runs_table(metadata)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(table).values(
+                id="old1",
+                request="from before",
+                status="passed",
+                cycles=1,
+                messages=[],
+                options={},
+                doc_sections=[],
+                finished_at=datetime.now(UTC),
+            )
+        )
+    engine.dispose()
+
+
+def check_upgraded(url):
+    from sqlalchemy import inspect as sa_inspect
+
+    opened = RunStore.from_url(url)
+    columns = {c["name"]: c for c in sa_inspect(opened.engine).get_columns("runs")}
+    assert {"target", "owner", "updated_at"} <= set(columns) and columns["finished_at"]["nullable"]
+    indexes = {i["name"] for i in sa_inspect(opened.engine).get_indexes("runs")}
+    assert {"ix_runs_status", "ix_runs_finished_at", "ix_runs_thread_id"} <= indexes
+    old = opened.get_run("old1")
+    assert (old["request"], old["status"], old["owner"]) == ("from before", "passed", None)
+    row = run_from_state({"prompt": "new", "run_id": "new1", "cycles": 0}, final=False)
+    opened.record(row)
+    assert opened.get_run("new1")["status"] == "running"
+    assert opened.upgrade_schema() == [], "a second open changes nothing"
+    return opened
+
+
+def test_an_older_sqlite_store_gets_the_new_columns_and_keeps_its_runs(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    make_old_store(url)
+    check_upgraded(url).engine.dispose()
+
+
+# --------------------------------------------------------------------------- text the databases refuse
+
+
+NASTY = "adder\x00 with a lone \ud800, a pair \ud83d\ude00 and a tail\udfff"
+NASTY_STORED = "adder\ufffd with a lone \ufffd, a pair \U0001f600 and a tail\ufffd"
+
+
+def check_nasty_text_round_trips(s: RunStore) -> None:
+    """Shared with the PostgreSQL tests: NUL and lone surrogates are stored as U+FFFD, identically everywhere."""
+    reply = f"```python\ndef f(:\n    pass\n```\n{NASTY}"
+    state = {
+        "prompt": NASTY,
+        "run_id": uuid.uuid4().hex,
+        "cycles": 1,
+        "status": "failed",
+        "stop_reason": "max_cycles",
+        "model": "m",
+        "error": NASTY,
+        "messages": [SystemMessage("s"), HumanMessage(NASTY), AIMessage(reply)],
+        "evaluations": [
+            {
+                "cycle": 1,
+                "evaluator": "syntax",
+                "passed": False,
+                "findings": [{"rule": "E999", "line": 1, "severity": "error", "message": NASTY}],
+            }
+        ],
+        "llm_calls": [
+            {
+                "cycle": 1,
+                "model": "m",
+                "ok": True,
+                "error": None,
+                "reply": reply,
+                "sent_after_prompt": [],
+                "note": NASTY,
+            }
+        ],
+    }
+    s.record(run_from_state(state))
+    run = s.get_run(state["run_id"])
+    assert (run["request"], run["error"], run["messages"][1]["content"]) == (NASTY_STORED, NASTY_STORED, NASTY_STORED)
+    (cycle,) = run["cycle_details"]
+    assert cycle["reply"].endswith(NASTY_STORED) and cycle["evaluations"][0]["findings"][0]["message"] == NASTY_STORED
+    assert cycle["llm_calls"][0]["note"] == NASTY_STORED
+    assert s.get_run("\x00bad\ud800") is None and s.list_runs(pipeline="\x00") == [], "lookups are cleaned too"
+
+
+def test_nul_and_lone_surrogates_are_stored_as_replacement_characters_on_sqlite():
+    check_nasty_text_round_trips(get_store())
+    assert store.clean_text("plain") == "plain" and store.clean_text("") == ""
+    assert store.clean_text("\x00") == "\ufffd" and store.clean_text("\ud83d\ude00") == "\U0001f600"
+
+
+def test_a_model_reply_with_nul_and_a_lone_surrogate_is_recorded():
+    bad_reply = CLEAN + "\x00 trailing \ud800"
+    state = run_graph(bad_reply)
+    assert state["record_error"] is None
+    run = get_store().get_run(state["run_id"])
+    assert run["cycle_details"][0]["reply"] == CLEAN + "\ufffd trailing \ufffd"
+
+
+def test_record_error_names_the_database_error_without_sql_or_values(caplog):
+    from sqlalchemy import text
+
+    with get_store().engine.begin() as conn:
+        conn.execute(
+            text("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END")
+        )
+    with caplog.at_level(logging.WARNING, logger="dream_graph.store"):
+        state = run_graph(CLEAN, prompt="secret-prompt-text")
+    assert state["status"] == "passed"
+    assert state["record_error"] == "IntegrityError: refused by trigger"
+    assert "secret-prompt-text" not in caplog.text, "the engine hides parameters in logs too"
+    assert store.safe_error(ValueError("")) == "ValueError"
+
+
+def test_a_database_that_is_down_costs_in_flight_writes_once_then_they_wait(monkeypatch, tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("DREAM_GRAPH_DB", str(tmp_path / "a_file" / "runs.sqlite"))
+    get_settings.cache_clear()
+    before = record_error_count()
+    state = run_graph(SYNTAX_ERROR, CLEAN)
+    assert (state["status"], state["cycles"]) == ("passed", 2)
+    # start: tried and failed; after cycle 1: skipped (back-off); the end: tried again and failed.
+    assert record_error_count() == before + 2
+    assert state["record_error"].startswith("FileExistsError: ")  # the folder for the file is a file
+    monkeypatch.setenv("DREAM_GRAPH_DB", str(tmp_path / "fine.sqlite"))
+    get_settings.cache_clear()
+    skipped = store.record_safely({"prompt": "p", "run_id": "r1", "cycles": 0}, final=False)
+    assert "failed moments ago" in skipped["record_error"], "still inside the back-off"
+    assert store.record_safely({"prompt": "p", "run_id": "r1", "cycles": 0, "status": "passed"})["record_error"] is None
+    assert store.record_safely({"prompt": "p", "run_id": "r2", "cycles": 0}, final=False)["record_error"] is None, (
+        "a write that worked ends the back-off"
+    )
+
+
+# --------------------------------------------------------------------------- a graph call that ends early
+
+
+def test_a_run_that_raises_is_marked_interrupted_at_once_with_the_reason():
+    graph = build_graph(chat_model=fake(CLEAN))
+    with pytest.raises(ConfigError, match="unknown evaluator"):  # raised after the run's start was written
+        graph.invoke({"prompt": "raises"}, context={"evaluators": ["no-such-check"]})
+    (run,) = get_store().list_runs()
+    detail = get_store().get_run(run["id"])
+    assert (run["status"], run["owner"]) == ("interrupted", store.process_owner()), "this process is alive"
+    assert detail["error"].startswith("the run stopped early, before its end was written: ConfigError: unknown")
+    assert store.interrupt_own_runs() == [], "already closed: nothing left for shutdown"
+
+
+def test_a_consumer_that_stops_reading_interrupts_the_run_but_a_finished_one_stays():
+    graph = build_graph(chat_model=fake(SYNTAX_ERROR, CLEAN))
+    for chunk in graph.stream({"prompt": "abandoned"}, context=CHECKS, stream_mode="updates"):
+        if "generate" in chunk:
+            break
+    done = run_graph(CLEAN, prompt="finished")["run_id"]
+    status = {r["request"]: r["status"] for r in get_store().list_runs()}
+    assert status == {"abandoned": "interrupted", "finished": "passed"}
+    (abandoned,) = get_store().list_runs(status="interrupted")
+    assert get_store().get_run(abandoned["id"])["error"].endswith(": GeneratorExit")
+    assert get_store().get_run(done)["error"] is None
+
+
+async def test_a_cancelled_async_run_is_marked_interrupted_off_the_event_loop():
+    class Slow(GenericFakeChatModel):
+        async def _agenerate(self, *args, **kwargs):
+            await asyncio.sleep(30)
+
+    graph = build_graph(chat_model=Slow(messages=iter([])))
+    task = asyncio.create_task(graph.ainvoke({"prompt": "cancelled"}, context=CHECKS))
+    for _ in range(500):
+        runs = await asyncio.to_thread(get_store().list_runs)
+        if runs:
+            break
+        await asyncio.sleep(0.01)
+    assert [r["status"] for r in runs] == ["running"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(500):  # marked from a worker thread, not awaited by the cancelled task
+        run = await asyncio.to_thread(get_store().get_run, runs[0]["id"])
+        if run["status"] != "running":
+            break
+        await asyncio.sleep(0.01)
+    assert run["status"] == "interrupted" and "CancelledError" in run["error"]

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 from dream_graph.targets import Target
 
 
-def _config_evaluator():  # noqa: ANN202 - lazy, so `dream-graph --help` imports no evaluator
+def _config_evaluator():
     from dream_graph.targets.aineko.config_check import ConfigEvaluator
 
     return ConfigEvaluator()
 
 
+def _aineko_evaluator():
+    from dream_graph.targets.aineko.runtime_check import AinekoEvaluator
+
+    return AinekoEvaluator()
+
+
+AINEKO_INSTALLED = find_spec("aineko") is not None
+"""The real-framework check joins the default set only where Aineko can be imported (the `aineko` extra)."""
+
 TARGET = Target(
     name="aineko",
     version="0.4.0",
     package=__name__,
-    evaluator_factories=(_config_evaluator,),
-    default_evaluators=("config",),
+    evaluator_factories=(_config_evaluator, _aineko_evaluator),
+    default_evaluators=("config", "aineko") if AINEKO_INSTALLED else ("config",),
 )

@@ -1,0 +1,3 @@
+from dream_graph.cli import main
+
+main()

@@ -1,0 +1,10 @@
+from aineko import AbstractNode
+
+
+class Upper(AbstractNode):
+    """Upper-cases words."""
+
+    def _execute(self, params=None):
+        msg = self.inputs["words"].next()
+        self.count += 1
+        self.outputs["shouted"].write(msg["message"].upper())

@@ -1,0 +1,11 @@
+from aineko import AbstractNode
+
+
+class Upper(AbstractNode):
+    """Upper-cases words."""
+
+    def _execute(self, params=None):
+        msg = self.inputs["words"].consume()
+        if msg is None:
+            return
+        self.outputs["shouted"].write(msg["message"].upper())

@@ -1,0 +1,12 @@
+from aineko import AbstractNode
+
+
+class Upper(AbstractNode):
+    """Upper-cases words."""
+
+    def _execute(self, params=None):
+        msg = self.inputs["words"].next()
+        self.outputs["shouted"].write(msg["message"].upper())
+
+    def __init__(self, *args, **kwargs):
+        self.count = 0

@@ -1,0 +1,13 @@
+from aineko import AbstractNode
+
+
+class Upper(AbstractNode):
+    """Upper-cases words."""
+
+    def _pre_loop_hook(self, params=None):
+        self.count = 0
+
+    def _execute(self, params=None):
+        msg = self.inputs["words"].next()
+        self.count += 1
+        self.outputs["shouted"].write(msg["message"].upper())

@@ -1,0 +1,9 @@
+import aineko
+
+class Doubler(aineko.AbstractNode):
+    """Doubles numbers."""
+
+    def _execute(self, params=None):
+        """Double each number read from `numbers`."""
+        msg = self.inputs["numbers"].next()
+        self.outputs["doubled"].write(msg["message"] * 2)
