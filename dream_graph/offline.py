@@ -43,7 +43,7 @@ _UNUSABLE_RE = re.compile(r"\.(consumers|producers)\b|\.produce\(|\.last\(|how=\
 """The 0.3 API, reads whose test run never ends (`last()`), and test modules: not copied."""
 
 
-def _request_text(messages: list[BaseMessage]) -> str:
+def request_text(messages: list[BaseMessage]) -> str:
     """The user's request: the text after the instructions' marker, else the first human message."""
     for message in messages:
         if isinstance(message, HumanMessage) and REQUEST_MARKER in str(message.content):
@@ -132,7 +132,7 @@ def _pipeline_for(python: str, name: str) -> str:
 def template_reply(messages: list[BaseMessage]) -> str:
     """Adapt the docs' example closest to the request (else the target's template): rename the node class and point
     the pipeline at `generated.<Class>`."""
-    request = _request_text(messages)
+    request = request_text(messages)
     chosen = _examples(messages, request)
     python, yaml = chosen if chosen is not None else _fallback(request)
     source = "the documentation's own example" if chosen is not None else f"the {get_target().spec} template"
@@ -150,18 +150,19 @@ def template_reply(messages: list[BaseMessage]) -> str:
     )
 
 
-class OfflineChatModel(BaseChatModel):
-    """A LangChain chat model that needs no network: it answers from the prompt's documentation examples."""
+class ScriptedChatModel(BaseChatModel):
+    """A chat model whose reply is computed from the conversation, with no network and no AI; `invoke` and `stream`
+    give the same text, streamed word by word like a provider's tokens."""
 
     model_name: str = OFFLINE_MODEL_ID
 
     @property
-    def _llm_type(self) -> str:
-        return "dream-graph-offline"
-
-    @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name}
+
+    def reply_text(self, messages: list[BaseMessage]) -> str:
+        """The whole reply to `messages`."""
+        raise NotImplementedError
 
     def _generate(
         self,
@@ -170,8 +171,7 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text = template_reply(messages)
-        message = AIMessage(content=text, response_metadata={"model_name": self.model_name})
+        message = AIMessage(content=self.reply_text(messages), response_metadata={"model_name": self.model_name})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -181,11 +181,22 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        text = template_reply(messages)
-        pieces = re.findall(r"\S*\s*", text)
+        pieces = re.findall(r"\S*\s*", self.reply_text(messages))
         for i, piece in enumerate(p for p in pieces if p):
             meta = {"model_name": self.model_name} if i == 0 else {}
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, response_metadata=meta))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+
+
+class OfflineChatModel(ScriptedChatModel):
+    """A LangChain chat model that needs no network: it answers from the prompt's documentation examples."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "dream-graph-offline"
+
+    def reply_text(self, messages: list[BaseMessage]) -> str:
+        """The docs' example closest to the request, adapted (or the target's template)."""
+        return template_reply(messages)

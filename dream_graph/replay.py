@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.messages import BaseMessage, HumanMessage
 
 from dream_graph.errors import ConfigError
-from dream_graph.offline import REQUEST_MARKER
+from dream_graph.offline import ScriptedChatModel, request_text
 
 REPLAY_MODEL_ID = "replay"
 REPLAY_LABEL = "replay model (recorded replies, not AI)"
@@ -67,14 +63,6 @@ def _lookup(replies: dict[str, tuple[str, ...]], request: str) -> tuple[str, ...
     return replies[max(matches, key=len)] if matches else None
 
 
-def _request(messages: list[BaseMessage]) -> str:
-    for message in messages:
-        if isinstance(message, HumanMessage) and REQUEST_MARKER in str(message.content):
-            return str(message.content).split(REQUEST_MARKER, 1)[1].strip()
-    humans = [m for m in messages if isinstance(m, HumanMessage)]
-    return str(humans[0].content).strip() if humans else ""
-
-
 def _cycle_index(messages: list[BaseMessage]) -> int:
     """0 for the first request; N after the fix request of attempt N (the repair loop may trim older replies)."""
     for message in reversed(messages):
@@ -84,9 +72,10 @@ def _cycle_index(messages: list[BaseMessage]) -> int:
     return 0
 
 
-class ReplayChatModel(BaseChatModel):
+class ReplayChatModel(ScriptedChatModel):
     """Replies recorded for known requests; an unknown request is a clear error, never an invented answer."""
 
+    model_name: str = REPLAY_MODEL_ID
     path: str = ""
 
     @property
@@ -95,12 +84,12 @@ class ReplayChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"path": self.path}
+        return {"model_name": self.model_name, "path": self.path}
 
-    def reply_for(self, messages: list[BaseMessage]) -> str:
+    def reply_text(self, messages: list[BaseMessage]) -> str:
         """The recorded reply for this request and cycle."""
         path = self.path or str(default_replay_file())
-        request = _request(messages)
+        request = request_text(messages)
         recorded = _lookup(load_replies(path), _key(request))
         if recorded is None:
             raise ConfigError(
@@ -108,27 +97,3 @@ class ReplayChatModel(BaseChatModel):
                 "use a request from the task suite, add it to the replay file, or choose another model"
             )
         return recorded[min(_cycle_index(messages), len(recorded) - 1)]
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        message = AIMessage(self.reply_for(messages), response_metadata={"model_name": REPLAY_MODEL_ID})
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        text = self.reply_for(messages)
-        for piece in re.split(r"(?<=\n)", text):
-            chunk = ChatGenerationChunk(message=AIMessageChunk(piece))
-            if run_manager:
-                run_manager.on_llm_new_token(piece, chunk=chunk)
-            yield chunk

@@ -34,10 +34,8 @@ def _fail(message: str) -> typer.Exit:
 def describe(snapshot: Any) -> dict[str, Any]:
     """A snapshot as plain JSON: where it came from and what it holds, section by section."""
     from dream_graph.docs import count_tokens
-
-    from dream_graph.targets import get_target
-
     from dream_graph.sandbox import backend_status
+    from dream_graph.targets import get_target
 
     docset = snapshot.docset
     return {

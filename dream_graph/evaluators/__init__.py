@@ -20,7 +20,6 @@ def builtin_evaluators() -> list[Evaluator]:
     from dream_graph.evaluators.sandbox import SandboxEvaluator
     from dream_graph.evaluators.security import SecurityEvaluator
     from dream_graph.evaluators.syntax import SyntaxEvaluator
-
     from dream_graph.targets import get_target
 
     return [SyntaxEvaluator(), SecurityEvaluator(), LintEvaluator(), *get_target().evaluators(), SandboxEvaluator()]

@@ -9,7 +9,6 @@ from importlib.resources import files
 from dream_graph.errors import PromptError
 from dream_graph.settings import get_settings
 
-
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -16,17 +16,12 @@ from fastapi import BackgroundTasks, Depends, FastAPI, Header, HTTPException, Re
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from langchain_core.runnables import Runnable
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dream_graph import __version__
-from dream_graph.service import slack
-from dream_graph.service.auth import require_api_key
-from dream_graph.service.langserve_routes import add_pipeline_routes, check_model, check_options
-from dream_graph.service.login import router as login_router
-from dream_graph.store import to_jsonable
 from dream_graph.context import Context
 from dream_graph.docs import docs_holder
 from dream_graph.errors import ConfigError, DreamGraphError, PromptError
@@ -35,10 +30,10 @@ from dream_graph.examples import Examples, check_size
 from dream_graph.llm import load_chat_model, resolve_model_spec
 from dream_graph.offline import OFFLINE_LABEL, OFFLINE_MODEL_ID
 from dream_graph.prompts import validate_request
-from dream_graph.service.runs_api import router as runs_router
 from dream_graph.sandbox import backend_status as sandbox_status
-from dream_graph.settings import get_settings
-from dream_graph.targets import get_target
+from dream_graph.service import slack
+from dream_graph.service.auth import require_api_key
+from dream_graph.service.langserve_routes import add_pipeline_routes, check_model, check_options
 from dream_graph.service.limits import (
     BodyProblem,
     Busy,
@@ -48,6 +43,8 @@ from dream_graph.service.limits import (
     error_response,
     text_problem,
 )
+from dream_graph.service.login import router as login_router
+from dream_graph.service.runs_api import router as runs_router
 from dream_graph.service.webhooks import (
     GITHUB_REPLAY_WINDOW_SECONDS,
     ReplayCache,
@@ -55,6 +52,9 @@ from dream_graph.service.webhooks import (
     body_digest,
     verify_github_signature,
 )
+from dream_graph.settings import get_settings
+from dream_graph.store import to_jsonable
+from dream_graph.targets import get_target
 from dream_graph.workers import shutdown_pool
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy.exc import SQLAlchemyError
 
-from dream_graph.service.auth import require_api_key
 from dream_graph.errors import ConfigError
 from dream_graph.report import Report, build_report
+from dream_graph.service.auth import require_api_key
 from dream_graph.store import RunStore, get_store
 
 

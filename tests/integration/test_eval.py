@@ -100,8 +100,8 @@ def test_the_report_export_and_chart_come_from_the_run_store(experiment, tmp_pat
 def test_the_runs_api_reports_an_experiment(experiment):
     from fastapi.testclient import TestClient
 
-    from dream_graph.service.app import create_app
     from dream_graph.graph import build_graph
+    from dream_graph.service.app import create_app
 
     client = TestClient(create_app({"dream": build_graph()}))
     body = client.get("/runs/report", params={"experiment": "t1"}).json()

@@ -143,3 +143,37 @@ def test_the_replay_model_finds_the_request_when_the_prompt_adds_the_examples_af
     assert model.invoke(_conversation("double\n\nExamples: ...", 0)).content == "d"
     with pytest.raises(ConfigError):
         model.invoke(_conversation("doubled", 0))  # a prefix of a word is not the request
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_every_tasks_examples_pass_under_real_aineko_with_its_reference_solution():
+    """The suite is sound: for each task a solution exists that real Aineko 0.4.0 runs to the expected outputs,
+    and a wrong output on one example is caught (so the examples constrain the code)."""
+    pytest.importorskip("aineko")
+    import asyncio
+
+    from dream_graph.evaluators.base import EvalInput, is_blocking
+    from dream_graph.sandbox import backend_status
+    from dream_graph.targets.aineko.runtime_check import AinekoEvaluator
+
+    if not backend_status()["available"]:
+        pytest.skip(f"no sandbox: {backend_status()['detail']}")
+    check = AinekoEvaluator()
+
+    async def verdict(task, examples):
+        code = (SOLUTIONS / task.id / "nodes.py").read_text()
+        yaml_text = (SOLUTIONS / task.id / "pipeline.yml").read_text()
+        return [f for f in await check.evaluate(code, EvalInput(config_yaml=yaml_text, examples=examples)) if is_blocking(f)]
+
+    suite = load_suite()
+    results = await asyncio.gather(*(verdict(t, t.examples) for t in suite))
+    failing = {t.id: r for t, r in zip(suite, results) if r}
+    assert failing == {}
+    # a wrong expectation is caught: the last expected payload of the first example's first output changed
+    task = suite[0]
+    wrong = json.loads(json.dumps(task.examples))
+    dataset = next(iter(wrong[0]["outputs"]))
+    wrong[0]["outputs"][dataset][-1] = "not what the node writes"
+    (finding,) = await verdict(task, wrong)
+    assert finding["rule"] == "aineko-examples" and "not what the node writes" in finding["message"]

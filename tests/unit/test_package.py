@@ -7,8 +7,8 @@ import sys
 
 
 def test_graph_is_the_compiled_graph_even_after_the_module_is_imported():
-    from dream_graph.graph import build_graph as from_module  # binds the submodule on the package, as Python does
     from dream_graph import build_graph, graph
+    from dream_graph.graph import build_graph as from_module  # binds the submodule on the package, as Python does
 
     assert type(graph).__name__ == "CompiledStateGraph"
     assert build_graph is from_module
