@@ -26,6 +26,8 @@ def __getattr__(name: str) -> Any:
     if name == "DEFAULT_EVALUATORS":
         return default_evaluators()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 LINT_STRICTNESS: tuple[str, ...] = ("errors", "security", "all")
 # Sandbox option (= the setting that caps it), its setting's variable, unit and lowest useful value.
 SANDBOX_LIMITS: tuple[tuple[str, str, str, float], ...] = (

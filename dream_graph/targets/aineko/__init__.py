@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from importlib.util import find_spec
+from typing import TYPE_CHECKING
 
 from dream_graph.targets import Target
 
+if TYPE_CHECKING:
+    from dream_graph.evaluators.base import Evaluator
 
-def _config_evaluator():
+
+def _config_evaluator() -> Evaluator:
+    """Imported when the registry loads, so `dream-graph --help` imports no evaluator."""
     from dream_graph.targets.aineko.config_check import ConfigEvaluator
 
     return ConfigEvaluator()
 
 
-def _aineko_evaluator():
+def _aineko_evaluator() -> Evaluator:
+    """The real-framework check; it reports `aineko-missing` itself where Aineko is not installed."""
     from dream_graph.targets.aineko.runtime_check import AinekoEvaluator
 
     return AinekoEvaluator()
