@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dream_graph import sandbox
+from dream_graph.graph import build_graph
+from dream_graph.settings import get_settings
 
 
 def child_pids() -> set[int]:
@@ -56,3 +59,15 @@ def bwrap_backend() -> str:
     if not status["available"]:
         pytest.skip(f"no working bubblewrap here: {status['detail']}")
     return status["backend"]
+
+
+def one_pipeline() -> dict[str, Any]:
+    """Just `dream` (and its chat routes): an app with every pipeline takes seconds to build."""
+    return {"dream": build_graph()}
+
+
+def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """Set variables for this test and make the settings read them again."""
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()

@@ -19,23 +19,12 @@ from dream_graph.graph import build_graph
 from dream_graph.offline import OfflineChatModel
 from dream_graph.service.app import create_app
 from dream_graph.service.limits import RunLimiter, TooManyInputs
-from dream_graph.settings import get_settings
+from tests.security.conftest import one_pipeline, setenv
 
 PROMPT = "a node that counts the words in each message"
 KEY = "Correct-Horse-9"
 CAP = 4096  # DREAM_GRAPH_MAX_BODY_BYTES in these tests: small, so the boundary tests stay fast
 WAIT = 30.0  # every wait in these tests is bounded: a deadlock fails with a message instead of hanging
-
-
-def one_pipeline() -> dict[str, Any]:
-    """Just `dream` (and its chat routes): an app with every pipeline takes seconds to build."""
-    return {"dream": build_graph()}
-
-
-def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
 
 
 def client_for(app: Any) -> httpx.AsyncClient:

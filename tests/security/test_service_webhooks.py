@@ -21,24 +21,13 @@ from dream_graph.offline import OfflineChatModel
 from dream_graph.service import slack
 from dream_graph.service.app import create_app
 from dream_graph.service.webhooks import ReplayCache, SignatureError, verify_github_signature
-from dream_graph.settings import get_settings
 from tests.fakes.receiver import Receiver
+from tests.security.conftest import one_pipeline, setenv
 
 SLACK_SECRET = "slack-test-secret"
 GITHUB_SECRET = "github-test-secret"
 PROMPT = "a node that counts the words in each message"
 NOW = 1_800_000_000
-
-
-def one_pipeline() -> dict[str, Any]:
-    """Just `dream` (and its chat routes): an app with every pipeline takes seconds to build."""
-    return {"dream": build_graph()}
-
-
-def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
 
 
 class CountingModel(OfflineChatModel):
