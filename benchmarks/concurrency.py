@@ -341,7 +341,10 @@ async def _burst(
 
     async def one(i: int) -> tuple[float, httpx.Response]:
         start = time.perf_counter()
-        response = await client.post(f"{url}/generate", json=payload(i, evaluators))
+        try:
+            response = await client.post(f"{url}/generate", json=payload(i, evaluators))
+        except httpx.HTTPError as exc:  # a dropped connection counts as a wrong answer, not a crashed benchmark
+            response = httpx.Response(599, text=f"{type(exc).__name__}: {exc}")
         return time.perf_counter() - start, response
 
     service_before, harness_before = cpu.seconds(), time.process_time()
@@ -406,24 +409,35 @@ async def _drive(
             ideal_ms = CYCLES * latency * 1000
             for name in names:
                 figures = _median_row(bursts[name])
+                per_round = {key: [b[key] for b in bursts[name]] for key in ("wall_ms", "service_cpu_ms_per_request")}
                 rows.append({"stack": name, "n": n, "ideal_ms": ideal_ms, **figures,
-                             "ratio": round(figures["wall_ms"] / ideal_ms, 2), "rounds": rounds})
+                             "ratio": round(figures["wall_ms"] / ideal_ms, 2), "rounds": rounds,
+                             "per_round": per_round})
         return rows
 
 
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """The median over rounds of ours / theirs, each pair measured back to back: a shared VM's slow minute moves
+    both figures of a pair, so it cancels out of the ratio (a ratio of two medians would keep it)."""
+    return round(statistics.median(a / max(b, 0.01) for a, b in zip(ours, theirs, strict=True)), 2)
+
+
 def peer_ratios(rows: list[dict[str, Any]]) -> None:
-    """Add to each dream_graph row its wall time and service CPU per request as multiples of each peer's (same N)."""
+    """Add to each dream_graph row its wall time and service CPU per request as multiples of each peer's (same N),
+    paired round by round (rows without per-round figures: the ratio of the medians)."""
     peers = {(r["stack"], r["n"]): r for r in rows if r["stack"] in PEERS}
     for row in rows:
         if row["stack"] in PEERS:
             continue
         for peer in PEERS:
             other = peers.get((peer, row["n"]))
-            if other:
-                row[f"wall_vs_{peer}"] = round(row["wall_ms"] / other["wall_ms"], 2)
-                row[f"cpu_vs_{peer}"] = round(
-                    row["service_cpu_ms_per_request"] / max(other["service_cpu_ms_per_request"], 0.01), 2
-                )
+            if not other:
+                continue
+            for key, name in (("wall_ms", "wall"), ("service_cpu_ms_per_request", "cpu")):
+                if "per_round" in row and "per_round" in other:
+                    row[f"{name}_vs_{peer}"] = paired_ratio(row["per_round"][key], other["per_round"][key])
+                else:
+                    row[f"{name}_vs_{peer}"] = round(row[key] / max(other[key], 0.01), 2)
 
 
 def default_variants() -> dict[str, list[str] | None]:

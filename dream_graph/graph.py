@@ -1,4 +1,4 @@
-"""The generate-and-check loop: docs -> prompt -> generate -> extract -> parallel evaluators -> decide."""
+"""The generate-and-check loop: docs -> prompt -> generate -> parallel evaluators -> decide."""
 
 from __future__ import annotations
 
@@ -145,30 +145,30 @@ def _after_reply(state: State, outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def generate(state: State, config: RunnableConfig, *, chat_model: BaseChatModel | None = None) -> dict[str, Any]:
-    """Ask the model (then its fallbacks) for a reply, or a fixed reply, to the conversation so far."""
-    return _after_reply(state, call_models(_models_for(config, chat_model), state["messages"], config))
-
-
-async def agenerate(state: State, config: RunnableConfig, *, chat_model: BaseChatModel | None = None) -> dict[str, Any]:
-    """Same as `generate`, without blocking the event loop while the model answers."""
-    return _after_reply(state, await acall_models(_models_for(config, chat_model), state["messages"], config))
-
-
 def _extracted(state: State) -> dict[str, Any]:
     response = state.get("response") or ""
     return {"code": extract_python(response), "config_yaml": extract_yaml(response)}
 
 
-async def aextract(state: State, config: RunnableConfig) -> dict[str, Any]:
+async def _checkable(state: State, update: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     """Checks need the code and the config as separate texts; Ruff's safe fixes (if on) spare an LLM call."""
-    update = _extracted(state)
+    if update.get("status") == "error":
+        return update
+    update = {**update, **_extracted({**state, **update})}
     return {**update, **await autofix({**state, **update}, run_options(config).autofix)}
 
 
-def extract(state: State, config: RunnableConfig) -> dict[str, Any]:
-    """Same as `aextract`, for `graph.invoke`."""
-    return run_sync(aextract(state, config))
+async def agenerate(state: State, config: RunnableConfig, *, chat_model: BaseChatModel | None = None) -> dict[str, Any]:
+    """Ask the model (then its fallbacks) for a reply to the conversation so far, without blocking the event loop,
+    and take the code and config out of it in the same step (a step of its own cost a LangGraph superstep)."""
+    update = _after_reply(state, await acall_models(_models_for(config, chat_model), state["messages"], config))
+    return await _checkable(state, update, config)
+
+
+def generate(state: State, config: RunnableConfig, *, chat_model: BaseChatModel | None = None) -> dict[str, Any]:
+    """Same as `agenerate`, for `graph.invoke`."""
+    update = _after_reply(state, call_models(_models_for(config, chat_model), state["messages"], config))
+    return run_sync(_checkable(state, update, config))
 
 
 def make_evaluator_node(name: str) -> Runnable:
@@ -211,13 +211,10 @@ def decide(state: State, config: RunnableConfig) -> dict[str, Any]:
     return repair_step(dict(state), ctx.max_cycles, ctx.token_budget)
 
 
-def route_after_generate(state: State) -> Literal["extract", "record"]:
-    """A provider error ends the run; a reply goes on to be checked."""
-    return "record" if state.get("status") == "error" else "extract"
-
-
 def route_evaluators(state: State, config: RunnableConfig) -> list[str]:
-    """Fan out to the evaluators this run asked for, all in one parallel step."""
+    """A provider error ends the run; a reply fans out to the evaluators this run asked for, in one parallel step."""
+    if state.get("status") == "error":
+        return ["record"]
     names = run_options(config).evaluators
     known = get_registry()
     unknown = [n for n in names if n not in known]
@@ -343,7 +340,6 @@ def build_graph(
     builder.add_node("build_prompt", _node(*starts, "build_prompt"))
     bodies = partial(generate, chat_model=chat_model), partial(agenerate, chat_model=chat_model)
     builder.add_node("generate", _node(*bodies, "generate"))
-    builder.add_node("extract", _node(extract, aextract, "extract"))
     evaluator_nodes = [f"evaluate_{n}" for n in get_registry()]
     for node_name in evaluator_nodes:
         builder.add_node(node_name, make_evaluator_node(node_name.removeprefix("evaluate_")))
@@ -354,8 +350,7 @@ def build_graph(
     builder.add_edge(START, "retrieve_docs")
     builder.add_edge("retrieve_docs", "build_prompt")
     builder.add_edge("build_prompt", "generate")
-    builder.add_conditional_edges("generate", route_after_generate, ["extract", "record"])
-    builder.add_conditional_edges("extract", route_evaluators, [*evaluator_nodes, "decide"])
+    builder.add_conditional_edges("generate", route_evaluators, [*evaluator_nodes, "decide", "record"])
     builder.add_conditional_edges("decide", route_after_decide, ["generate", "record"])
     builder.add_edge("record", END)
     compiled = close_runs_on_early_end(

@@ -22,12 +22,15 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 10.0
+RECENT_CHECKS = 64
+"""Sources whose diagnostics the client remembers: enough for the runs in flight, each checking a source twice."""
 RETRY_AFTER_FAILURE_S = 30.0
 """After a failed start, checks use the CLI for this long before the server is tried again."""
 
@@ -107,6 +110,8 @@ class RuffServer:
         self._lock = threading.Lock()
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self.dead: str | None = None
+        self._recent: OrderedDict[str, list[dict]] = OrderedDict()
+        self._recent_lock = threading.Lock()  # sync `graph.invoke` calls check from other threads' loops
         threading.Thread(target=self._read, name="ruff-server-reader", daemon=True).start()
         threading.Thread(target=self._write, name="ruff-server-writer", daemon=True).start()
         self.encoding = "utf-16"
@@ -244,9 +249,28 @@ class RuffServer:
             self._fail(f"ruff server did not answer {method} within {timeout:g} s")
             raise RuffServerError(self.dead) from None
 
+    def _remember(self, code: str, diagnostics: list[dict]) -> None:
+        """Keep the diagnostics of the last RECENT_CHECKS sources (the server's answer depends on the text only)."""
+        with self._recent_lock:
+            self._recent[code] = diagnostics
+            self._recent.move_to_end(code)
+            while len(self._recent) > RECENT_CHECKS:
+                self._recent.popitem(last=False)
+
+    def _recall(self, code: str) -> list[dict] | None:
+        with self._recent_lock:
+            known = self._recent.get(code)
+            if known is not None:
+                self._recent.move_to_end(code)
+            return known
+
     async def check(self, code: str, *, fix: bool = False, timeout: float | None = None) -> tuple[list[dict], str]:
-        """Diagnostics for `code` in the CLI's JSON shape, and (with `fix`) the code after the safe fixes."""
+        """Diagnostics for `code` in the CLI's JSON shape (treat them as read-only: a repeat check of the same text
+        is answered from memory), and (with `fix`) the code after the safe fixes."""
         timeout = REQUEST_TIMEOUT_S if timeout is None else timeout
+        known = self._recall(code)
+        if known is not None and not (fix and any(d["fix"] for d in known)):
+            return list(known), code  # a cycle's auto-fix step and lint check see the same code: ask once
         uri = f"file:///dream_graph/check-{next(self._docs)}/gen.py"
         document = {"uri": uri}
         opened = {**document, "languageId": "python", "version": 1, "text": code}
@@ -254,6 +278,7 @@ class RuffServer:
         try:
             report = await self._call("textDocument/diagnostic", {"textDocument": document}, timeout)
             diagnostics = [as_cli_diagnostic(item) for item in (report or {}).get("items", [])]
+            self._remember(code, diagnostics)
             fixed = code
             if fix and any(d["fix"] for d in diagnostics):
                 zero = {"line": 0, "character": 0}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import atexit
 import logging
 import os
+import shutil
 import tempfile
+import threading
 from functools import lru_cache
+from pathlib import Path
 
 from dream_graph.evaluators.base import AST_LOCK, EvalInput, finding, parse_module
 from dream_graph.state import Finding
@@ -37,6 +41,31 @@ def _not_sarif(record: logging.LogRecord) -> bool:
 logging.getLogger("stevedore.extension").addFilter(_not_sarif)  # before any Bandit import, which loads the plugins
 
 
+@lru_cache(maxsize=1)
+def _scratch_dir() -> Path:
+    """A private directory (0700) for the files Bandit reads, on tmpfs where there is one: a file per thread,
+    rewritten per scan, costs a fraction of a temp file made and unlinked per scan on a journalled disk."""
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+    path = Path(tempfile.mkdtemp(prefix="dream_graph_bandit_", dir=base))
+    atexit.register(_remove_scratch_dir, path, os.getpid())
+    return path
+
+
+def _remove_scratch_dir(path: Path, owner: int) -> None:
+    """At exit of the process that made it (a forked child that inherited it leaves it alone)."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _scratch_file(code: str) -> str:
+    """Write `code` to this thread's scratch file (one per process and thread, so no two scans share one)."""
+    path = _scratch_dir() / f"{os.getpid()}-{threading.get_ident()}.py"
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(code)
+    return str(path)
+
+
 def scan(
     code: str,
     severity: str = "LOW",
@@ -46,16 +75,15 @@ def scan(
     """Run Bandit's tests on `code`; refuse to call unparsable code clean (Bandit would skip it silently)."""
     from bandit.core import manager as b_manager
 
-    manager = b_manager.BanditManager(_bandit_config(), "file", profile={"exclude": list(skip)})
-    fd, path = tempfile.mkstemp(suffix=".py", prefix="dream_graph_")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
-            fh.write(code)
-        manager.discover_files([path])
-        with AST_LOCK:  # Bandit parses the file; see AST_LOCK
-            manager.run_tests()
-    finally:
-        os.unlink(path)
+        parse_module(code)
+    except (SyntaxError, ValueError) as exc:  # Bandit cannot scan it either: say so without writing a file
+        reason = f"syntax error: {exc.msg if isinstance(exc, SyntaxError) else exc}"
+        return [finding(NOT_SCANNED_RULE, f"Bandit could not scan the code ({reason}); fix the syntax first")]
+    manager = b_manager.BanditManager(_bandit_config(), "file", profile={"exclude": list(skip)})
+    manager.discover_files([_scratch_file(code)])
+    with AST_LOCK:  # Bandit parses the file; see AST_LOCK
+        manager.run_tests()
     if manager.skipped:
         reasons = "; ".join(reason for _, reason in manager.skipped)
         return [finding(NOT_SCANNED_RULE, f"Bandit could not scan the code ({reasons}); fix the syntax first")]

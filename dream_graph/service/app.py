@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -153,10 +154,33 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     sandbox.forbid_plain_process()  # the service never runs generated code outside bubblewrap
     await asyncio.to_thread(recover_interrupted_runs)
+    await asyncio.to_thread(_warm_imports)
+    _freeze_heap()
     yield
     await asyncio.to_thread(interrupt_own_runs)
     await sandbox.shutdown()
     await asyncio.to_thread(_stop_helpers)
+
+
+def _warm_imports() -> None:
+    """What the first request would import (Bandit and its plugins, the model clients), imported now: part of the
+    heap `_freeze_heap` sets aside, and not a stall in the first request."""
+    from dream_graph.evaluators.security import _bandit_config
+
+    _bandit_config()
+    for module in ("langchain_openai", "langchain_cohere"):
+        try:
+            __import__(module)
+        except ImportError:  # an optional provider
+            pass
+
+
+def _freeze_heap() -> None:
+    """Everything loaded so far (LangChain, LangGraph, Bandit, the docs, the graphs) lives as long as the process:
+    moved out of the collector's sight, a full collection scans only what requests allocate. Measured: the full
+    collections during a 64-request burst took 0.5 s of CPU with pauses of up to 143 ms on the event loop, 8 ms after."""
+    gc.collect()
+    gc.freeze()
 
 
 def _stop_helpers() -> None:

@@ -164,6 +164,14 @@ def test_the_replay_cache_forgets_after_its_window_and_stays_bounded():
     assert len(cache._seen) == 3 and cache.seen_before(["a"], now=11) is False  # oldest dropped
 
 
+def test_the_replay_cache_expires_the_oldest_entries_only():
+    cache = ReplayCache(window=10)
+    cache.seen_before(["old"], now=0)
+    cache.seen_before(["new"], now=5)
+    assert cache.seen_before(["new"], now=11) is True, "expiring 'old' must not take the newer key with it"
+    assert cache.seen_before(["old"], now=11) is False
+
+
 # ---------------------------------------------------------------- timestamps and signatures at the edge
 
 

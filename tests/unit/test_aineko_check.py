@@ -140,6 +140,24 @@ def test_missing_code_or_yaml_is_a_clear_finding_before_any_sandbox(monkeypatch,
     assert f["rule"] == "aineko-input" and needle in f["message"] and is_blocking(f)
 
 
+@pytest.mark.parametrize(
+    ("code", "line", "needle"),
+    [("x = 1\ndef f(:\n    pass\n", 2, "SyntaxError: "), ("x = (\n", 1, "SyntaxError: "), ("x = 1\x00\n", None, "Error: ")],
+)
+def test_code_that_does_not_parse_is_an_import_finding_without_a_sandbox(monkeypatch, code, line, needle):
+    """Importing it in the sandbox could only say SyntaxError: a burst of broken first replies costs no sandboxes."""
+    from dream_graph.targets.aineko import runtime_check
+
+    async def no_sandbox(*_a, **_k):
+        raise AssertionError("a sandbox was started for code that does not parse")
+
+    monkeypatch.setattr(runtime_check, "run_python", no_sandbox)
+    (f,) = asyncio.run(AinekoEvaluator().evaluate(code, EvalInput(config_yaml="pipeline: {}")))
+    assert f["rule"] == "aineko-import" and is_blocking(f) and f["line"] == line
+    assert f["message"].startswith("[import] the module does not parse, so Aineko cannot import it: ")
+    assert needle in f["message"]
+
+
 def test_sandbox_unavailable_is_an_error_finding_never_a_pass(monkeypatch):
     monkeypatch.setenv("DREAM_GRAPH_EXECUTE_CODE", "false")
     (f,) = asyncio.run(AinekoEvaluator().evaluate("x = 1", EvalInput(config_yaml="pipeline: {}")))

@@ -137,9 +137,11 @@ def test_route_taken_and_evaluators_in_one_parallel_step():
         if event["type"] == "task":
             steps.setdefault(event["payload"]["name"], []).append(event["step"])
     order = sorted(steps, key=lambda n: steps[n][0])
-    assert order[:4] == ["retrieve_docs", "build_prompt", "generate", "extract"]
-    assert steps["generate"] == [3, 7] and steps["decide"] == [6, 10]
-    assert steps["evaluate_syntax"] == steps["evaluate_security"] == [5, 9]
+    assert order[:3] == ["retrieve_docs", "build_prompt", "generate"]
+    # generate also splits the reply into code and config: the checks run in the very next step
+    assert steps["generate"] == [3, 6] and steps["decide"] == [5, 8] and steps["record"] == [9]
+    assert steps["evaluate_syntax"] == steps["evaluate_security"] == [4, 7]
+    assert len(steps) == 4 + 1 + len(default_evaluators()), "docs, prompt, generate, the checks, decide, record"
 
 
 def test_async_invoke_matches_sync():

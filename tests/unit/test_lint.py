@@ -23,6 +23,7 @@ def ruff_path(request, monkeypatch):
 
     monkeypatch.setenv("DREAM_GRAPH_RUFF_SERVER", "true" if request.param == "server" else "false")
     get_settings.cache_clear()
+    shutdown_server()  # a server an earlier test file left running would make the `cli` check below meaningless
     yield request.param
     if request.param == "cli":
         assert live_server() is None  # switched off means no server was started

@@ -28,6 +28,13 @@ class NoTodoEvaluator:
 
 def broken():
     raise RuntimeError("this plugin cannot start")
+
+
+class _Shout(NoTodoEvaluator):
+    name = "shout"
+
+
+SHOUT = _Shout()  # an entry point may name an instance as well as a class
 '''
 
 
@@ -44,6 +51,8 @@ def plugin_dist(tmp_path, monkeypatch):
             [dream_graph.evaluators]
             no_todo = testplugin_mod:NoTodoEvaluator
             broken = testplugin_mod:broken
+            shout = testplugin_mod:SHOUT
+            missing = testplugin_mod:does_not_exist
             """
         )
     )
@@ -60,8 +69,12 @@ def test_entry_point_plugin_is_registered_by_name(plugin_dist, caplog):
         registry = get_registry()
     assert "no_todo" in registry and type(registry["no_todo"]).__name__ == "NoTodoEvaluator"
     assert {"syntax", "security", "lint", "config", "sandbox"} <= set(registry)
-    assert "broken" not in registry
-    assert "evaluator plugin broken could not be loaded" in caplog.text
+    assert "broken" not in registry and "missing" not in registry
+    assert registry["shout"] is __import__("testplugin_mod").SHOUT, "an instance is registered as it is"
+    warnings = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "plugin" in r.getMessage())
+    assert len(warnings) == 2 and warnings[0].startswith("evaluator plugin broken could not be loaded: <function broken")
+    assert warnings[0].endswith("is not an evaluator: it needs `name` and `async evaluate(code, context)`")
+    assert warnings[1].startswith("evaluator plugin missing could not be loaded: ") and "does_not_exist" in warnings[1]
 
 
 def test_plugin_runs_as_a_graph_branch(plugin_dist):
@@ -83,3 +96,10 @@ def test_without_the_distribution_the_plugin_is_unknown():
 def test_register_refuses_objects_that_are_not_evaluators():
     with pytest.raises(TypeError, match="needs `name` and `async evaluate"):
         register(object())  # type: ignore[arg-type]
+
+
+def test_a_finding_is_an_error_unless_said_otherwise():
+    from dream_graph.evaluators import finding
+
+    assert finding("R1", "message") == {"rule": "R1", "line": None, "severity": "error", "message": "message"}
+    assert finding("R1", "message", 3, "info") == {"rule": "R1", "line": 3, "severity": "info", "message": "message"}

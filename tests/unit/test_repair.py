@@ -273,3 +273,31 @@ def test_budget_stops_after_cycle_two_with_both_cycles_counted():
         {"prompt": "count"}, context={"max_cycles": 4, "evaluators": FAST, "token_budget": need}
     )
     assert len(llm.calls) >= 3
+
+
+def test_a_stop_for_no_progress_still_reports_the_tokens_used():
+    state = cycle_two_state(tokens_used=500)
+    state["evaluations"][1] = ev("lint", 2, finding("F821", "undefined name `missing_0`", 9))  # the same, moved
+    stopped = repair_step(state, max_cycles=5, token_budget=10**9)
+    assert stopped == {"status": "failed", "stop_reason": "no_progress", "tokens_used": 1700}
+
+
+def test_the_fix_request_repair_step_sends_names_this_attempt_and_the_earlier_ones():
+    state = cycle_two_state(tokens_used=0)
+    fix = repair_step(state, max_cycles=5, token_budget=10**9)["messages"][-1].content
+    assert fix.startswith("Your previous response did not pass the automatic checks (attempt 2 of 5).")
+    assert "- [F821] line 6: undefined name `missing_1`" in fix
+    assert "Earlier attempts failed with (their replies are not repeated here):\n- attempt 1: lint F821\n\n" in fix
+
+
+def test_a_budget_stop_is_logged_with_the_figures(caplog):
+    state = cycle_two_state(tokens_used=500)
+    conversation = repair_step(state, max_cycles=5, token_budget=10**9)["messages"]
+    needed = tokens_of(conversation) + tokens_of([state["messages"][-1]])
+    with caplog.at_level("INFO", logger="dream_graph.repair"):
+        repair_step(state, max_cycles=5, token_budget=1700 + needed - 1)
+    assert caplog.messages == [f"repair stopped: 1700 tokens used, next call needs ~{needed}, budget {1700 + needed - 1}"]
+
+
+def test_an_empty_conversation_costs_nothing():
+    assert call_cost([]) == 0

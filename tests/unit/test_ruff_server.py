@@ -71,8 +71,9 @@ async def test_a_killed_server_is_replaced_and_no_check_is_lost(monkeypatch):
     first = live_server()
     os.kill(first._proc.pid, signal.SIGKILL)
     first._proc.wait()
-    assert (await lint(UNDEFINED))[0]["rule"] == "F821"  # the CLI or a new server answers
-    assert (await lint(UNDEFINED))[0]["rule"] == "F821"
+    # other sources each time: a source checked before is answered from memory, without the server
+    assert (await lint(UNDEFINED + "# 2\n"))[0]["rule"] == "F821"  # the CLI or a new server answers
+    assert (await lint(UNDEFINED + "# 3\n"))[0]["rule"] == "F821"
     second = live_server()
     assert second is not None and second is not first and first.dead
 
@@ -84,13 +85,33 @@ async def test_a_hung_server_times_out_to_the_cli_and_is_replaced(monkeypatch):
     monkeypatch.setattr(ruff_server, "REQUEST_TIMEOUT_S", 0.5)
     os.kill(hung._proc.pid, signal.SIGSTOP)
     try:
-        found = await asyncio.wait_for(lint(UNDEFINED), 20)
+        found = await asyncio.wait_for(lint(UNDEFINED + "# 2\n"), 20)
         assert found[0]["rule"] == "F821"  # answered by the CLI
         assert "did not answer" in hung.dead
     finally:
         os.kill(hung._proc.pid, signal.SIGCONT)
-    assert (await lint(UNDEFINED))[0]["rule"] == "F821"
+    assert (await lint(UNDEFINED + "# 3\n"))[0]["rule"] == "F821"
     assert live_server() not in (None, hung)
+
+
+async def test_a_source_checked_again_is_answered_from_memory_and_a_fix_still_asks(monkeypatch):
+    use_server(monkeypatch, True)
+    await lint("x = 1\n")
+    server = live_server()
+    sent = []
+    real = server.request
+    monkeypatch.setattr(server, "request", lambda method, params: sent.append(method) or real(method, params))
+    assert (await safe_fixes(UNDEFINED)) == (UNDEFINED, [])  # the auto-fix step: one diagnostic request
+    assert (await lint(UNDEFINED))[0]["rule"] == "F821"  # the check of the same source: none
+    assert sent == ["textDocument/diagnostic"]
+    unused = "import os\n"
+    await lint(unused, "all")
+    assert (await safe_fixes(unused)) == ("", ["F401"]), "known diagnostics with a fix still ask for the fix"
+    assert sent.count("textDocument/codeAction") == 1
+    monkeypatch.setattr(ruff_server, "RECENT_CHECKS", 2)
+    for i in range(3):
+        await lint(f"y = {i}\n")
+    assert len(server._recent) == 2 and "y = 0\n" not in server._recent, "the oldest source is forgotten"
 
 
 async def test_a_server_that_cannot_start_falls_back_to_the_cli_and_is_not_retried_at_once(monkeypatch):

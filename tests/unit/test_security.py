@@ -1,6 +1,7 @@
 """Bandit in-process: thresholds, skips, and no silent pass on unparsable code."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +34,68 @@ def test_threshold_and_skip_are_configurable():
     assert "B101" in with_assert
 
 
-def test_unparsable_code_is_never_clean():
-    (only,) = scan("def f(:\n    pass\n")
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [("def f(:\n    pass\n", "syntax error"), ("x = 1\x00\n", "null bytes"), ("x = (\n", "syntax error")],
+)
+def test_unparsable_code_is_never_clean_and_never_reaches_bandit(monkeypatch, code, reason):
+    from bandit.core import manager as b_manager
+
+    def no_bandit(*_a, **_k):
+        raise AssertionError("Bandit ran on code that does not parse")
+
+    monkeypatch.setattr(b_manager, "BanditManager", no_bandit)
+    (only,) = scan(code)
     assert only["rule"] == NOT_SCANNED_RULE and only["severity"] == "error"
+    assert reason in only["message"] and "fix the syntax first" in only["message"]
+
+
+def test_bandit_skipping_a_parsable_file_is_still_not_clean(monkeypatch):
+    """If Bandit skips a file our parse accepted (it reads bytes, we parse text), the skip is still a finding."""
+    from bandit.core import manager as b_manager
+
+    real = b_manager.BanditManager._parse_file
+
+    def skip(self, fname, fdata, new_files_list):
+        self.skipped.append((fname, "exception while scanning file"))
+
+    monkeypatch.setattr(b_manager.BanditManager, "_parse_file", skip)
+    (only,) = scan("x = 1\n")
+    assert only["rule"] == NOT_SCANNED_RULE and "exception while scanning file" in only["message"]
+    monkeypatch.setattr(b_manager.BanditManager, "_parse_file", real)
+    assert scan("x = 1\n") == []
+
+
+def test_scans_rewrite_one_private_scratch_file_per_thread():
+    import os
+    import stat
+    import threading
+
+    from dream_graph.evaluators.security import _scratch_dir
+
+    folder = _scratch_dir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700, "only this process's user may read the code"
+    if os.access("/dev/shm", os.W_OK):
+        assert folder.parent == Path("/dev/shm"), "on tmpfs where there is one"
+    before = set(folder.iterdir())
+    for _ in range(5):
+        scan(RISKY)
+    mine = set(folder.iterdir()) - before
+    assert len(mine) <= 1, "a file per thread, rewritten, not one per scan"
+    results: dict[int, list] = {}
+
+    def worker(i: int) -> None:  # threads scanning different code at once each get their own findings
+        code = RISKY if i % 2 else "x = 1\n"
+        results[i] = [scan(code) for _ in range(10)]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(r == [scan(RISKY)] * 10 for i, r in results.items() if i % 2)
+    assert all(r == [[]] * 10 for i, r in results.items() if not i % 2)
+    assert len(results) == 4
 
 
 def test_evaluator_uses_run_options_and_handles_no_code():

@@ -13,7 +13,7 @@ from functools import lru_cache
 from importlib.resources import files
 from importlib.util import find_spec
 
-from dream_graph.evaluators.base import EvalInput, finding
+from dream_graph.evaluators.base import EvalInput, finding, parse_module
 from dream_graph.sandbox import Limits, Result, SandboxUnavailable, limits_for, run_python
 from dream_graph.state import Finding
 
@@ -170,6 +170,13 @@ class AinekoEvaluator:
                     "know which node classes and datasets to run",
                 )
             ]
+        try:
+            parse_module(code)
+        except (SyntaxError, ValueError) as exc:  # what importing it in the sandbox would say, without a sandbox
+            line = exc.lineno if isinstance(exc, SyntaxError) else None
+            detail = f"SyntaxError: {exc.msg}" if isinstance(exc, SyntaxError) else f"ValueError: {exc}"
+            return [finding("aineko-import", f"[import] the module does not parse, so Aineko cannot import it: {detail}",
+                            line=line)]
         if find_spec("aineko") is None:
             return [
                 finding(
