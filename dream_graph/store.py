@@ -398,14 +398,13 @@ def _cycle_llm(calls: list[dict[str, Any]], message: Any) -> dict[str, Any]:
             "model": None,
         }
     errors = [c.get("error") for c in calls if c.get("error")]
-    ok_models = [c.get("model") for c in calls if c.get("ok")]
     return {
         "latency_ms": _sum([c.get("latency_ms") for c in calls]),
         "input_tokens": _sum([c.get("input_tokens") for c in calls]) or usage.get("input_tokens"),
         "output_tokens": _sum([c.get("output_tokens") for c in calls]) or usage.get("output_tokens"),
         "llm_ok": any(c.get("ok") for c in calls),
         "llm_error": errors[-1] if errors else None,
-        "model": ok_models[-1] if ok_models else calls[-1].get("model"),
+        "model": calls[-1].get("model"),  # a cycle's calls end with the one that answered, if any did
     }
 
 

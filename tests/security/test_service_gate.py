@@ -319,6 +319,63 @@ async def test_the_limiter_serves_in_order_and_a_cancelled_waiter_leaks_nothing(
     assert (limiter.admitted, limiter.running_now) == (0, 0)
 
 
+async def test_runs_fill_every_slot_and_one_more_waits_until_a_slot_is_free():
+    limiter = RunLimiter(3, 5)
+    holding = [limiter.running(1) for _ in range(3)]
+    for slot in holding:
+        await asyncio.wait_for(slot.__aenter__(), WAIT)
+    assert (limiter.running_now, limiter.admitted) == (3, 3)
+    fourth = asyncio.create_task(_hold(limiter, 1, asyncio.Event()))
+    await until(lambda: limiter.admitted == 4, "the fourth run queued")
+    assert limiter.running_now == 3 and not fourth.done(), "every slot is taken: the fourth waits"
+    await holding[0].__aexit__(None, None, None)
+    await until(lambda: limiter.running_now == 3 and limiter.admitted == 3, "the fourth took the freed slot")
+    fourth.cancel()
+    for slot in holding[1:]:
+        await slot.__aexit__(None, None, None)
+    await asyncio.gather(fourth, return_exceptions=True)
+    assert (limiter.running_now, limiter.admitted) == (0, 0)
+
+
+async def _hold(limiter: RunLimiter, runs: int, release: asyncio.Event) -> None:
+    async with limiter.running(runs):
+        await release.wait()
+
+
+async def test_a_batch_waits_for_all_its_slots_while_a_smaller_run_still_holds_one():
+    limiter = RunLimiter(2, 5)
+    first, second, batch_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    a1 = asyncio.create_task(_hold(limiter, 1, first))
+    a2 = asyncio.create_task(_hold(limiter, 1, second))
+    await until(lambda: limiter.running_now == 2, "both slots taken")
+    batch = asyncio.create_task(_hold(limiter, 2, batch_done))
+    await until(lambda: limiter.admitted == 4, "the batch of two queued")
+    first.set()
+    await asyncio.wait_for(a1, WAIT)
+    await asyncio.sleep(0.05)
+    assert limiter.running_now == 1, "one slot free is not enough for a batch of two"
+    second.set()
+    await asyncio.wait_for(a2, WAIT)
+    await until(lambda: limiter.running_now == 2, "the batch got both slots")
+    batch_done.set()
+    await asyncio.wait_for(batch, WAIT)
+    assert (limiter.running_now, limiter.admitted) == (0, 0)
+
+
+async def test_a_waiter_cancelled_just_as_its_slot_came_passes_the_slot_on():
+    limiter = RunLimiter(1, 5)
+    held = limiter.running(1)
+    await held.__aenter__()
+    waiter = asyncio.create_task(_hold(limiter, 1, asyncio.Event()))
+    await until(lambda: limiter.admitted == 2, "the waiter queued")
+    await held.__aexit__(None, None, None)  # the slot is handed to the waiter's future...
+    waiter.cancel()  # ...and the waiter is cancelled before it could run
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert waiter.cancelled() and (limiter.running_now, limiter.admitted) == (0, 0), "the slot was given back"
+    async with limiter.running(1):  # and the next run gets it at once
+        assert limiter.running_now == 1
+
+
 # ---------------------------------------------------------------- operator caps on run options
 
 

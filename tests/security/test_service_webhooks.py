@@ -225,6 +225,29 @@ def test_signatures_that_are_prefixes_or_variants_of_the_right_one_are_refused(c
         slack_check(str(NOW), "v0=" if cut == "prefix-only" else slack_right[:-1], body=body)
 
 
+@pytest.mark.parametrize("missing", [None, ""])
+def test_github_refusals_name_the_header_and_what_is_wrong(missing):
+    body = b'{"zen": "x"}'
+    with pytest.raises(SignatureError) as unsigned:
+        verify_github_signature(GITHUB_SECRET, body, missing)
+    assert str(unsigned.value) == "missing X-Hub-Signature-256 header: the request is not signed"
+    with pytest.raises(SignatureError) as wrong:
+        verify_github_signature(GITHUB_SECRET, body, "sha256=" + "0" * 64)
+    assert str(wrong.value) == (
+        "X-Hub-Signature-256 does not match the request body; check that the shared secret is the same"
+    )
+
+
+def test_the_replay_cache_holds_ten_thousand_keys_by_default():
+    cache = ReplayCache(window=60)
+    for i in range(10_000):
+        cache.seen_before([f"k{i}"], now=0)
+    assert cache.seen_before(["k0"], now=1) is True, "the 10,000th newest key is still remembered"
+    cache.seen_before(["one more"], now=1)
+    assert len(cache._seen) == 10_000 and cache.seen_before(["k1"], now=1) is True
+    assert cache.seen_before(["k0"], now=1) is False, "the oldest is forgotten"
+
+
 async def test_a_nul_in_a_slack_command_is_an_ephemeral_error_and_no_run(monkeypatch):
     setenv(monkeypatch, SLACK_SIGNING_SECRET=SLACK_SECRET)
     app, model = app_and_model()
@@ -233,3 +256,30 @@ async def test_a_nul_in_a_slack_command_is_an_ephemeral_error_and_no_run(monkeyp
         ack = await client.post("/slack/commands", content=body, headers=signed(body))
     assert ack.status_code == 200 and "contains a NUL character" in ack.json()["text"]
     assert model.calls == [] and app.state.limiter.admitted == 0
+
+
+def test_slack_refusals_say_exactly_what_is_wrong():
+    def refusal(timestamp: str | None, signature: str | None = "v0=" + "0" * 64) -> str:
+        with pytest.raises(SignatureError) as refused:
+            slack.verify_slack_signature(SLACK_SECRET, b"x=1", timestamp, signature, now=NOW)
+        return str(refused.value)
+
+    assert refusal(None) == refusal("") == "missing X-Slack-Request-Timestamp header: the request is not signed"
+    assert refusal("1234567890abcdefghijKLMNOP") == (
+        "X-Slack-Request-Timestamp '1234567890abcdefghij' is not a Unix time (1 to 12 digits)"  # quoted, cut at 20
+    )
+    assert refusal(str(NOW)) == "X-Slack-Signature does not match the request body; check that the shared secret is the same"
+    assert refusal(str(NOW), None) == "missing X-Slack-Signature header: the request is not signed"
+
+
+def test_response_url_refusals_name_the_allowed_prefixes_and_the_setting():
+    two = ["https://hooks.slack.com/commands/", "https://hooks.example.com/"]
+    setting = "widen DREAM_GRAPH_SLACK_RESPONSE_URL_PREFIXES to allow other hosts"
+    assert slack.response_url_problem("https://evil.example/x", two) == (
+        f"response_url must start with https://hooks.slack.com/commands/ or https://hooks.example.com/; {setting}"
+    )
+    assert slack.response_url_problem("https://hooks.slack.com/commands/T1", ["", ""]) == (
+        f"response_url must start with (nothing is allowed); {setting}"
+    )
+    assert slack.response_url_problem("http://[::1", two) == "the command's response_url is not a valid URL"
+    assert slack.response_url_problem("", two) == "the command has no response_url"

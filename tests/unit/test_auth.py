@@ -82,6 +82,7 @@ def test_a_caller_without_the_key_is_sent_to_log_in_only_from_a_browser_page(mon
     assert refused.value.status_code == status
     if status == 303:
         assert refused.value.headers == {"Location": "/login?next=/dream/chat%20playground/"}
+        assert refused.value.detail == "log in first"
     else:
         assert refused.value.detail == UNAUTHORIZED and not refused.value.headers
     assert require_api_key(_request(method, {**headers, "x-api-key": "s3cret"})) is None

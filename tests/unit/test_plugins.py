@@ -103,3 +103,16 @@ def test_a_finding_is_an_error_unless_said_otherwise():
 
     assert finding("R1", "message") == {"rule": "R1", "line": None, "severity": "error", "message": "message"}
     assert finding("R1", "message", 3, "info") == {"rule": "R1", "line": 3, "severity": "info", "message": "message"}
+
+
+def test_an_evaluator_is_looked_up_by_name_and_an_unknown_name_lists_the_known_ones():
+    from dream_graph.evaluators.base import get_evaluator
+
+    reset_registry()
+    assert get_evaluator("syntax").name == "syntax"
+    with pytest.raises(KeyError) as unknown:
+        get_evaluator("spelling")
+    message = unknown.value.args[0]
+    assert message.startswith("unknown evaluator 'spelling'; known: ") and "lint, " in message and "syntax" in message
+    known = message.split("known: ", 1)[1].split(", ")
+    assert known == sorted(known)

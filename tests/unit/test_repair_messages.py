@@ -1,13 +1,15 @@
-"""The fix request's text, exactly: which findings it lists, how it quotes them, and where its caps cut."""
+"""The fix request's text, exactly (which findings it lists, how it quotes them, where its caps cut), and the safe
+fixes applied before it."""
 
 from __future__ import annotations
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from dream_graph.evaluators import finding
 from dream_graph.repair import (
     MAX_FINDINGS_PER_EVALUATOR,
     attempt_history,
+    autofix,
     fix_message,
     format_findings,
     initial_messages,
@@ -114,3 +116,51 @@ def test_the_fix_request_names_the_attempt_and_adds_only_the_history_given():
 def test_initial_messages_without_a_reply_are_the_whole_conversation():
     first = [SystemMessage("system"), HumanMessage("request")]
     assert initial_messages(first) == first and initial_messages(first) is not first
+
+
+# ---------------------------------------------------------------- autofix: Ruff's safe fixes applied to the state
+
+UNUSED = "import os\nimport sys\n\nprint(sys.argv)\n"
+FIXED = "import sys\n\nprint(sys.argv)\n"
+
+
+def fixable_state(**extra) -> dict:
+    block = f"```python\n{UNUSED}```"
+    response = f"{block}\n\nThe same code again, for reference:\n\n{block}\n"
+    messages = [SystemMessage("system"), HumanMessage("ask"), AIMessage(response)]
+    return {"code": UNUSED, "response": response, "cycles": 2, "messages": messages, **extra}
+
+
+async def test_autofix_rewrites_the_first_copy_of_the_code_in_the_reply_and_records_the_rules():
+    state = fixable_state()
+    update = await autofix(state)  # on unless switched off
+    assert update["code"] == FIXED
+    first, second = update["response"].split("The same code again")
+    assert first == f"```python\n{FIXED}```\n\n" and second.count("import os") == 1, "only the checked block changes"
+    assert update["messages"][:2] == state["messages"][:2] and isinstance(update["messages"][-1], AIMessage)
+    assert update["messages"][-1].content == update["response"] and state["messages"][-1].content != update["response"]
+    assert update["autofixes"] == [{"cycle": 2, "tool": "ruff", "rules": ["F401"]}]
+    assert await autofix(state, enabled=False) == {}
+
+
+async def test_autofix_keeps_earlier_records_and_leaves_a_conversation_not_ending_in_a_reply_alone():
+    earlier = {"cycle": 1, "tool": "ruff", "rules": ["F541"]}
+    request = HumanMessage(f"please fix:\n{UNUSED}")
+    state = fixable_state(autofixes=[earlier], messages=[AIMessage("old reply"), request])
+    update = await autofix(state)
+    assert update["autofixes"] == [earlier, {"cycle": 2, "tool": "ruff", "rules": ["F401"]}]
+    assert update["messages"] == [AIMessage("old reply"), request], "only a reply at the end is rewritten"
+    bare = await autofix({"code": UNUSED})
+    assert bare["response"] == "" and bare["messages"] == [] and bare["autofixes"][0]["cycle"] == 0
+
+
+async def test_a_failing_autofix_is_logged_and_changes_nothing(monkeypatch, caplog):
+    from dream_graph.evaluators import lint
+
+    async def broken(code):
+        raise RuntimeError("ruff is gone")
+
+    monkeypatch.setattr(lint, "safe_fixes", broken)
+    with caplog.at_level("WARNING", logger="dream_graph.repair"):
+        assert await autofix(fixable_state()) == {}
+    assert caplog.messages == ["auto-fix skipped: ruff is gone"]

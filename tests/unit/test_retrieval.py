@@ -204,3 +204,13 @@ def test_cli_docs_budget_zero_puts_every_section_in_the_prompt():
     assert len(state["doc_sections"]) == len(docs_holder.get()[1])
     bad = CliRunner().invoke(app, ["generate", "x", "--model", "offline", "--docs-budget", "-1"])
     assert bad.exit_code == 2
+
+
+def test_a_section_is_indexed_with_its_pages_title_once():
+    from dream_graph.docs import Section
+    from dream_graph.retrieval import _index_text
+
+    title = Section("cli.md", "The aineko command line", "intro")
+    run = Section("cli.md", "aineko run", "starts a pipeline")
+    assert _index_text(run, title.heading) == "The aineko command line\naineko run\nstarts a pipeline"
+    assert _index_text(title, title.heading) == "The aineko command line\nintro", "the title section: not twice"

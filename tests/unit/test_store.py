@@ -689,3 +689,50 @@ async def test_a_cancelled_async_run_is_marked_interrupted_off_the_event_loop():
             break
         await asyncio.sleep(0.01)
     assert run["status"] == "interrupted" and "CancelledError" in run["error"]
+
+
+def test_a_cycles_llm_figures_come_from_its_calls_else_from_the_replys_usage():
+    from langchain_core.messages import AIMessage
+
+    from dream_graph.store import _cycle_llm
+
+    reply = AIMessage("r", usage_metadata={"input_tokens": 70, "output_tokens": 9, "total_tokens": 79})
+    assert _cycle_llm([], None) == {"latency_ms": None, "input_tokens": None, "output_tokens": None,
+                                    "llm_ok": None, "llm_error": None, "model": None}
+    assert _cycle_llm([], reply) == {"latency_ms": None, "input_tokens": 70, "output_tokens": 9,
+                                     "llm_ok": True, "llm_error": None, "model": None}
+    failover = [{"model": "openai:a", "ok": False, "error": "HTTP 500", "latency_ms": 10},
+                {"model": "cohere:b", "ok": True, "error": None, "latency_ms": 5.5}]
+    assert _cycle_llm(failover, reply) == {"latency_ms": 15.5, "input_tokens": 70, "output_tokens": 9,
+                                           "llm_ok": True, "llm_error": "HTTP 500", "model": "cohere:b"}
+    all_failed = [{"model": "openai:a", "ok": False, "error": "timeout"}, {"model": "cohere:b", "ok": False}]
+    assert _cycle_llm(all_failed, None)["model"] == "cohere:b" and _cycle_llm(all_failed, None)["llm_ok"] is False
+    assert _cycle_llm(all_failed, None)["latency_ms"] is None, "no latency recorded is unknown, not 0 ms"
+    counted = [{"model": "openai:a", "ok": True, "input_tokens": 3, "output_tokens": 4}]
+    assert (_cycle_llm(counted, reply)["input_tokens"], _cycle_llm(counted, reply)["output_tokens"]) == (3, 4)
+
+
+def test_a_runs_summary_carries_its_tokens_experiment_and_task():
+    from dream_graph.store import run_summary
+
+    state = {"prompt": "p", "run_id": "r1", "cycles": 1, "status": "passed", "tokens_used": 321,
+             "llm_calls": [{"cycle": 1, "model": "m", "ok": True, "input_tokens": 11, "output_tokens": 22}]}
+    row = run_from_state(state, {"configurable": {"experiment": "exp-1", "task": "count-words"}})
+    summary = run_summary(row)
+    assert {k: summary[k] for k in ("input_tokens", "output_tokens", "tokens_used", "experiment", "task")} == {
+        "input_tokens": 11, "output_tokens": 22, "tokens_used": 321, "experiment": "exp-1", "task": "count-words"}
+
+
+def test_replies_map_to_cycles_from_the_end_for_message_objects_and_plain_dicts():
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    from dream_graph.store import _reply_cycles
+
+    objects = [SystemMessage("s"), HumanMessage("ask"), AIMessage("r1"), HumanMessage("fix"), AIMessage("r2")]
+    dicts = [{"role": "system"}, {"role": "human"}, {"role": "ai"}, {"role": "human"}, {"role": "ai"}]
+    for messages in (objects, dicts):
+        assert _reply_cycles({"cycles": 2}, messages) == {1: 2, 2: 4}
+        assert _reply_cycles({"cycles": 3, "status": "error"}, messages) == {1: 2, 2: 4}, "cycle 3 got no reply"
+        assert _reply_cycles({"cycles": 1}, messages) == {1: 4}, "a trimmed history: the newest reply is cycle 1's"
+        assert _reply_cycles({}, messages) == {}, "no cycle ran, nothing to map"
+    assert _reply_cycles({"cycles": 2}, [{"role": "human"}, {"role": "assistant"}]) == {}
