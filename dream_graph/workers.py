@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import multiprocessing
 import threading
 from collections.abc import Callable
@@ -42,7 +43,8 @@ async def run_cpu(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a CPU-bound, picklable function off the event loop."""
     pool = _process_pool()
     if pool is None:
-        return await asyncio.get_running_loop().run_in_executor(_CHECK_THREAD, partial(fn, *args, **kwargs))
+        context = contextvars.copy_context()  # as asyncio.to_thread does: the request id reaches the check's logs
+        return await asyncio.get_running_loop().run_in_executor(_CHECK_THREAD, partial(context.run, fn, *args, **kwargs))
     return await asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args, **kwargs))
 
 

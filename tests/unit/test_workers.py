@@ -58,3 +58,12 @@ def test_the_service_sets_its_start_up_heap_aside_from_the_collector(monkeypatch
         assert "langchain_openai" in sys.modules
         assert client.get("/healthz").status_code == 200
     assert len(frozen) == 1
+
+
+async def test_a_check_sees_the_callers_context_variables():
+    """As with asyncio.to_thread: a check's log lines carry the request id the caller's context holds."""
+    import contextvars
+
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+    request_id.set("req-42")
+    assert await run_cpu(request_id.get) == "req-42"
