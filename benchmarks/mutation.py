@@ -10,6 +10,7 @@ timed out) out of the mutants that some test reaches. Not run in CI: a full run 
     python -m benchmarks.mutation --fresh --max-children 2 # forget earlier results; two test processes
     python -m benchmarks.mutation --survivors              # list what survived (then `mutmut show NAME`)
     python -m benchmarks.mutation store:reply sandbox:limit # only the functions whose names contain these words
+    python -m benchmarks.mutation --slow runtime_check      # with the tests marked slow (sandboxes, real Aineko)
     PYTEST_ADDOPTS="--deselect tests/unit/test_x.py::test_y" python -m benchmarks.mutation repair
 
 mutmut runs in a snapshot of the tree (`mutants/snapshot/`, git-ignored), so the tree may be edited while it runs;
@@ -79,7 +80,7 @@ def module_for(short: str, known: list[str]) -> str:
     return matches[0]
 
 
-def sync_snapshot(modules: list[str]) -> None:
+def sync_snapshot(modules: list[str], slow: bool = False) -> None:
     """Copy the package and the tests into SNAPSHOT (only files whose bytes changed, so mutmut's per-file cache
     holds), and write a pyproject.toml whose [tool.mutmut] runs the TESTS of `modules`."""
     wanted: set[Path] = set()
@@ -100,6 +101,8 @@ def sync_snapshot(modules: list[str]) -> None:
                 target.unlink()
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # every configured module stays mutated (so
     # `mutmut show` works for all of them); the run itself names the mutants of `modules` only
+    if slow:  # the sandbox's and the real-framework check's own tests run real sandboxes: marked slow
+        text = text.replace('"-m", "not slow", ', "", 1)
     tests = sorted({t for m in modules for t in TESTS.get(m, ["tests/unit"])})
     selection = ", ".join(f'"{t}"' for t in tests)
     text = re.sub(r"(?m)^pytest_add_cli_args_test_selection = .*$", f"pytest_add_cli_args_test_selection = [{selection}]",
@@ -130,6 +133,25 @@ def results() -> dict[str, str]:
     return found
 
 
+def forget_unreached(patterns: list[str]) -> int:
+    """Clear the "no tests" verdicts of the mutants matching `patterns`, so a run with more tests (`--slow`) tries
+    them again; returns how many."""
+    from mutmut.stats import status_by_exit_code
+
+    forgotten = 0
+    for meta in (SNAPSHOT / "mutants").rglob("*.py.meta"):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        codes = data.get("exit_code_by_key", {})
+        stale = [n for n, c in codes.items()
+                 if status_by_exit_code.get(c) == "no tests" and any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        for name in stale:
+            codes[name] = None
+        if stale:
+            meta.write_text(json.dumps(data), encoding="utf-8")
+            forgotten += len(stale)
+    return forgotten
+
+
 def scores(statuses: dict[str, str], modules: list[str]) -> dict[str, dict[str, int | float | None]]:
     """Per module: killed, survived, not reached by any test, not run yet, and killed / (killed + survived) in %."""
     counts: dict[str, dict[str, int]] = {m: defaultdict(int) for m in modules}
@@ -155,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retest-survivors", action="store_true", help="run the survivors again (after new tests)")
     parser.add_argument("--survivors", action="store_true", help="only list the survivors of earlier runs")
     parser.add_argument("--report", action="store_true", help="only print the scores of earlier runs")
+    parser.add_argument("--slow", action="store_true", help="run the tests marked slow too (sandboxes, real Aineko)")
     args = parser.parse_args(argv)
     known = configured_modules()
     modules = list(dict.fromkeys(module_for(m, known) for m in args.modules)) or known
@@ -164,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         shutil.rmtree(SNAPSHOT, ignore_errors=True)
     if not (args.survivors or args.report):
-        sync_snapshot(modules)
+        sync_snapshot(modules, slow=args.slow)
+        if args.slow:
+            forget_unreached(patterns)
         names = patterns
         if args.retest_survivors:
             names = [n for n, s in results().items()

@@ -121,6 +121,124 @@ def test_harness_request_gives_the_node_runs_part_of_the_wall_limit():
     assert request["examples"] == [] and request["budget_label"] == "sandbox_timeout 2.5 s"
 
 
+def test_the_harness_request_carries_everything_the_harness_reads():
+    limits = Limits(timeout_s=1.2345)
+    request = json.loads(harness_request("CODE", "YAML", [{"inputs": {}}], limits))
+    assert request == {"code": "CODE", "yaml": "YAML", "examples": [{"inputs": {}}], "budget_s": 0.988,
+                       "budget_label": "sandbox_timeout 1.2345 s", "source_iterations": 3}
+
+
+def test_output_that_is_not_utf8_is_read_around_not_fatal():
+    out = b'\xff\xfe garbage\n{"result": {"findings": []}}\n'
+    assert parse_output(out) == ({"findings": []}, None)
+
+
+def test_every_limit_is_named_with_its_option_and_value():
+    from dream_graph.targets.aineko.runtime_check import limit_name
+
+    limits = Limits(timeout_s=7, cpu_s=5, memory_mb=512, processes=16, file_mb=8, output_kb=256)
+    assert [limit_name(kind, limits) for kind in ("wall", "cpu", "memory", "processes", "file", "output")] == [
+        "the time limit (sandbox_timeout, 7 s)",
+        "the CPU limit (sandbox_cpu_seconds, 5 s)",
+        "the memory limit (sandbox_memory_mb, 512 MB)",
+        "the process limit (sandbox_processes, 16)",
+        "the file size limit (8 MB)",
+        "the output limit (256 KB of stdout/stderr)",
+    ]
+    assert limit_name("swap", limits) == "a sandbox limit (swap)"
+    assert limit_name(None, limits) == "a sandbox limit (None)"
+
+
+def test_where_and_how_a_run_failed_read_plainly():
+    from dream_graph.targets.aineko.runtime_check import _run_how, _where
+
+    assert _where(None, None) == "[?]" and _where("run", "doubler") == "[run] node 'doubler'"
+    assert _run_how({}) == "setup_test + run_test_yield (a node with no inputs) raised"
+
+
+EXACT = Limits(timeout_s=7, cpu_s=5, memory_mb=512, processes=16)
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"stage": "config", "error": "KeyError: 'name'"},
+         "[config] Aineko's ConfigLoader(path).load_config() rejected the pipeline YAML: KeyError: 'name'"),
+        ({"stage": "import", "node": "d", "dataset": "numbers", "error": "E1"},
+         "[import] node 'd' dataset 'numbers': importing its `type` failed: E1"),
+        ({"stage": "import", "node": "d", "error": "E2"},
+         "[import] node 'd' importing the node `class` by its dotted path failed: E2"),
+        ({"stage": "construct", "node": "d", "error": "E3"},
+         "[construct] node 'd' constructing it as Aineko's runner does (with test=True) failed: E3"),
+        ({"stage": "run", "node": "d", "error": "E4", "example": 2}, "[run] node 'd' setup_test + run_test on example 2 raised E4"),
+        ({"stage": "harness", "error": "E5"}, "[harness] the check itself failed: E5"),
+        ({"error": "E7"}, "[harness] the check itself failed: E7"),
+        ({"stage": "harness"}, "[harness] the check itself failed:"),
+        ({"stage": "run", "node": "d", "error": "MemoryError", "limit": "memory"},
+         ("[run] node 'd' setup_test + run_test_yield (a node with no inputs) raised MemoryError "
+          "(the node hit the memory limit (sandbox_memory_mb, 512 MB))")),
+        ({"stage": "run", "node": "d", "error_type": "AttributeError",
+          "error": "AttributeError: 'N' object has no attribute 'consumers'"},
+         ("[run] node 'd' setup_test + run_test_yield (a node with no inputs) raised "
+          "AttributeError: 'N' object has no attribute 'consumers' (that is the Aineko 0.3 API; 0.4.0 nodes read with "
+          "self.inputs[name].next(), .last(timeout) or .read(how=..., timeout=..., block=...) and write with "
+          "self.outputs[name].write(payload))")),
+    ],
+)
+def test_each_finding_reads_exactly(item, message):
+    assert finding_from(item, EXACT)["message"] == message
+
+
+def test_a_check_that_never_reported_says_where_it_was_and_why_exactly():
+    progress = b'{"progress": {"stage": "run", "node": "spin"}}\n'
+    assert findings_from(Result(None, progress, "", True, "wall", "bwrap"), EXACT) == [
+        {"rule": "aineko-limit", "line": None, "severity": "error",
+         "message": "[run] node 'spin' the check was stopped by the time limit (sandbox_timeout, 7 s) before it finished"}]
+    crashed = findings_from(Result(3, b"", "a\nb\nc\nd\n", False, None, "bwrap"), EXACT)
+    assert crashed == [{"rule": "aineko-harness", "line": None, "severity": "error",
+                        "message": "[startup] the check process ended (exit 3) without a result: b | c | d"}]
+    long_tail = "x" * 900
+    (cut,) = findings_from(Result(3, b"", long_tail, False, None, "bwrap"), EXACT)
+    assert cut["message"].endswith(": " + "x" * 800), "the stderr tail is cut to its last 800 characters"
+    silent = findings_from(Result(3, b"", "", False, None, "bwrap"), EXACT)
+    assert silent[0]["message"] == "[startup] the check process ended (exit 3) without a result: no output"
+    assert findings_from(Result(0, b'{"result": {"findings": ["not a dict"]}}\n', "", False, None, "bwrap"), EXACT) == []
+
+
+def test_the_evaluator_sends_the_harness_its_request_under_the_runs_limits(monkeypatch):
+    from dream_graph.targets.aineko import runtime_check
+
+    sent = {}
+
+    async def fake_run_python(script, *, stdin, limits, preload):
+        sent.update(script=script, stdin=stdin, limits=limits, preload=preload)
+        item = {"stage": "run", "node": "d", "error": "MemoryError", "example": 1, "limit": "memory"}
+        return Result(0, json.dumps({"result": {"findings": [item]}}).encode() + b"\n", "", False, None, "bwrap")
+
+    monkeypatch.setattr(runtime_check, "run_python", fake_run_python)
+    monkeypatch.setattr(runtime_check, "find_spec", lambda name: object())
+    options = Context(sandbox_timeout=3, sandbox_cpu_seconds=1)
+    examples = [{"inputs": {"numbers": [1]}, "outputs": {"doubled": [2]}}]
+    found = asyncio.run(AinekoEvaluator().evaluate("x = 1\n", EvalInput(config_yaml="pipeline: {}", options=options,
+                                                                          examples=examples)))
+    limits = limits_for(options)
+    assert sent == {"script": runtime_check.harness_source(), "preload": runtime_check.PRELOAD, "limits": limits,
+                    "stdin": harness_request("x = 1\n", "pipeline: {}", examples, limits)}
+    assert found == [finding_from({"stage": "run", "node": "d", "error": "MemoryError", "example": 1, "limit": "memory"},
+                                  limits)]
+    assert found[0]["message"].endswith("(the node hit the memory limit (sandbox_memory_mb, 512 MB))")
+
+
+def test_without_aineko_installed_the_check_says_how_to_install_it(monkeypatch):
+    from dream_graph.targets.aineko import runtime_check
+
+    monkeypatch.setattr(runtime_check, "find_spec", lambda name: None)
+    (f,) = asyncio.run(AinekoEvaluator().evaluate("x = 1\n", EvalInput(config_yaml="pipeline: {}")))
+    assert f == {"rule": "aineko-missing", "line": None, "severity": "error",
+                 "message": "Aineko is not installed where dream_graph runs, so the code was not run with it: "
+                            "pip install 'dream_graph[aineko]' (aineko==0.4.0)"}
+
+
 def test_limits_come_from_the_run_options_else_the_settings(monkeypatch):
     monkeypatch.setenv("DREAM_GRAPH_SANDBOX_TIMEOUT", "7")
     from dream_graph.settings import get_settings
@@ -132,12 +250,17 @@ def test_limits_come_from_the_run_options_else_the_settings(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("code", "config", "needle"), [("", "pipeline: {}", "no ```python block"), ("x = 1", "  ", "no ```yaml block")]
+    ("code", "config", "needle"),
+    [("", "pipeline: {}", "no ```python block"), ("x = 1", "  ", "no ```yaml block"), ("x = 1", None, "no ```yaml block")],
 )
 def test_missing_code_or_yaml_is_a_clear_finding_before_any_sandbox(monkeypatch, code, config, needle):
     monkeypatch.setenv("DREAM_GRAPH_EXECUTE_CODE", "false")  # reaching the sandbox would say "code execution is off"
     (f,) = asyncio.run(AinekoEvaluator().evaluate(code, EvalInput(config_yaml=config)))
     assert f["rule"] == "aineko-input" and needle in f["message"] and is_blocking(f)
+    assert f["message"] in (
+        "no ```python block in the reply: Aineko has no node class to run",
+        "no ```yaml block in the reply: Aineko needs the pipeline config to know which node classes and datasets to run",
+    )
 
 
 @pytest.mark.parametrize(

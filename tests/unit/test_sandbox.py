@@ -309,3 +309,63 @@ def test_the_concurrency_cap_is_a_bounded_setting(monkeypatch):
         else:
             with pytest.raises(Exception, match="DREAM_GRAPH_SANDBOX_CONCURRENCY"):
                 get_settings()
+
+
+def test_a_runs_limits_come_from_its_options_else_from_the_settings(monkeypatch):
+    from types import SimpleNamespace
+
+    from dream_graph.sandbox import Limits, limits_for
+    from dream_graph.settings import get_settings
+
+    monkeypatch.setenv("DREAM_GRAPH_SANDBOX_TIMEOUT", "9")
+    monkeypatch.setenv("DREAM_GRAPH_SANDBOX_CPU_SECONDS", "4")
+    monkeypatch.setenv("DREAM_GRAPH_SANDBOX_MEMORY_MB", "384")
+    monkeypatch.setenv("DREAM_GRAPH_SANDBOX_PROCESSES", "6")
+    get_settings.cache_clear()
+    assert limits_for(None) == Limits(timeout_s=9.0, cpu_s=4.0, memory_mb=384, processes=6)
+    options = SimpleNamespace(sandbox_timeout=3, sandbox_cpu_seconds=1.5, sandbox_memory_mb=200, sandbox_processes=3)
+    assert limits_for(options) == Limits(timeout_s=3.0, cpu_s=1.5, memory_mb=200, processes=3)
+
+
+def test_every_limit_may_be_as_small_as_one_but_not_zero():
+    from dream_graph.sandbox import Limits
+
+    fields = ("timeout_s", "cpu_s", "memory_mb", "processes", "file_mb", "output_kb")
+    Limits(**dict.fromkeys(fields, 1))
+    for name in fields:
+        with pytest.raises(ValueError, match=f"Limits.{name} must be positive, got 0"):
+            Limits(**{name: 0})
+
+
+def test_which_limit_stopped_a_job_is_read_from_what_the_parent_saw():
+    from dream_graph.sandbox import _limit_hit
+
+    def hit(returncode=0, timed_out=False, flooded=False, refused=0, stderr="", cap="cgroup"):
+        return _limit_hit(returncode, timed_out, flooded, refused, stderr, cap)
+
+    assert hit(timed_out=True, flooded=True) == "wall" and hit(flooded=True, refused=2) == "output"
+    assert [hit(-s) for s in (signal.SIGXCPU, signal.SIGKILL, signal.SIGXFSZ)] == ["cpu", "cpu", "file"]
+    assert hit(-signal.SIGSEGV) is None and hit(None) is None and hit(0) is None and hit(1) is None
+    assert hit(refused=1) == "processes" and hit(refused=0) is None
+    assert hit(stderr="Traceback ...\nMemoryError\n") == "memory"
+    assert hit(stderr="MemoryError\nValueError: later\n") is None, "only the last line says why it stopped"
+    assert hit(stderr="OSError: [Errno 27] File too large: 'big'") == "file"
+    eagain = "BlockingIOError: [Errno 11] Resource temporarily unavailable"
+    assert hit(stderr=eagain, cap="RLIMIT_NPROC") == "processes", "a refused fork where RLIMIT_NPROC is the cap"
+    assert hit(stderr="OSError: Resource temporarily unavailable", cap="RLIMIT_NPROC") == "processes"
+    assert hit(stderr=eagain, cap="cgroup") is None, "with a pids cgroup its own counter says so"
+    assert hit(stderr="", cap="RLIMIT_NPROC") is None
+
+
+def test_refused_forks_are_read_from_the_cgroups_max_line(tmp_path):
+    from dream_graph.sandbox import _pids_refused
+
+    assert _pids_refused(None) == 0
+    assert _pids_refused(tmp_path) == 0, "no pids.events (the group is gone): nothing counted"
+    events = tmp_path / "pids.events"
+    events.write_text("max 3\n")
+    assert _pids_refused(tmp_path) == 3
+    events.write_text("other 5\n")
+    assert _pids_refused(tmp_path) == 0
+    events.write_text("max lots\n")
+    assert _pids_refused(tmp_path) == 0
