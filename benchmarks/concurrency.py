@@ -424,7 +424,7 @@ def paired_ratio(ours: list[float], theirs: list[float]) -> float:
 
 def peer_ratios(rows: list[dict[str, Any]]) -> None:
     """Add to each dream_graph row its wall time and service CPU per request as multiples of each peer's (same N),
-    paired round by round (rows without per-round figures: the ratio of the medians)."""
+    paired round by round."""
     peers = {(r["stack"], r["n"]): r for r in rows if r["stack"] in PEERS}
     for row in rows:
         if row["stack"] in PEERS:
@@ -434,10 +434,7 @@ def peer_ratios(rows: list[dict[str, Any]]) -> None:
             if not other:
                 continue
             for key, name in (("wall_ms", "wall"), ("service_cpu_ms_per_request", "cpu")):
-                if "per_round" in row and "per_round" in other:
-                    row[f"{name}_vs_{peer}"] = paired_ratio(row["per_round"][key], other["per_round"][key])
-                else:
-                    row[f"{name}_vs_{peer}"] = round(row[key] / max(other[key], 0.01), 2)
+                row[f"{name}_vs_{peer}"] = paired_ratio(row["per_round"][key], other["per_round"][key])
 
 
 def default_variants() -> dict[str, list[str] | None]:

@@ -154,7 +154,7 @@ async def _checkable(state: State, update: dict[str, Any], config: RunnableConfi
     """Checks need the code and the config as separate texts; Ruff's safe fixes (if on) spare an LLM call."""
     if update.get("status") == "error":
         return update
-    update = {**update, **_extracted({**state, **update})}
+    update = {**update, **_extracted(update)}  # a reply's update carries its `response`
     return {**update, **await autofix({**state, **update}, run_options(config).autofix)}
 
 

@@ -66,6 +66,10 @@ def _scratch_file(code: str) -> str:
     return str(path)
 
 
+def _not_scanned(reason: str) -> list[Finding]:
+    return [finding(NOT_SCANNED_RULE, f"Bandit could not scan the code ({reason}); fix the syntax first")]
+
+
 def scan(
     code: str,
     severity: str = "LOW",
@@ -78,15 +82,13 @@ def scan(
     try:
         parse_module(code)
     except (SyntaxError, ValueError) as exc:  # Bandit cannot scan it either: say so without writing a file
-        reason = f"syntax error: {exc.msg if isinstance(exc, SyntaxError) else exc}"
-        return [finding(NOT_SCANNED_RULE, f"Bandit could not scan the code ({reason}); fix the syntax first")]
+        return _not_scanned(f"syntax error: {exc.msg if isinstance(exc, SyntaxError) else exc}")
     manager = b_manager.BanditManager(_bandit_config(), "file", profile={"exclude": list(skip)})
     manager.discover_files([_scratch_file(code)])
     with AST_LOCK:  # Bandit parses the file; see AST_LOCK
         manager.run_tests()
     if manager.skipped:
-        reasons = "; ".join(reason for _, reason in manager.skipped)
-        return [finding(NOT_SCANNED_RULE, f"Bandit could not scan the code ({reasons}); fix the syntax first")]
+        return _not_scanned("; ".join(reason for _, reason in manager.skipped))
     results = manager.get_issue_list(sev_level=severity.upper(), conf_level=confidence.upper())
     return [
         finding(
