@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,10 @@ ROUNDS = 3
 PEERS = ("langgraph", "openai")
 GOAL = {"wall_vs_langgraph": 1.25, "cpu_vs_langgraph": 1.6}
 """At N=64: dream_graph's wall time and service CPU per request as multiples of the bare LangGraph peer's."""
+KEEP_ALIVE_S = 600
+"""uvicorn's idle keep-alive (default 5 s) for every stack and for the fake LLM: a stack sits idle while the others run
+their bursts, and a request sent on a connection the server is just closing fails (ReadError: a random request counted
+wrong) or, towards the fake LLM, has to connect again; whether it did depended on how long the stack had idled."""
 PROBE_PATH = "/_bench/loop"
 TICK_S = 0.01
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,18 +221,31 @@ def two_cycle_replies() -> tuple[str, str]:
     return SYNTAX_ERROR_REPLY, CLEAN_REPLY
 
 
+STREAM = re.compile(r"counts the words in stream (\d+)")
+DOCSTRING = '"""Counts the words in each message."""'
+
+
+def reply_for(request: dict[str, Any]) -> str:
+    """First attempt broken, repair clean; the code names the request's stream (`payload(i)` asks for stream i), so
+    no two requests of a burst get the same code and no check can answer from what it saw for another request."""
+    broken, clean = two_cycle_replies()
+    messages = request.get("messages") or []
+    repairing = any(m.get("role") == "assistant" for m in messages)
+    asked = next((m for m in map(STREAM.search, (str(m.get("content")) for m in messages)) if m), None)
+    stream = asked.group(1) if asked else "?"
+    reply = clean if repairing else broken
+    return reply.replace(DOCSTRING, f'"""Counts the words in each message of stream {stream}."""')
+
+
 def _fake_llm(latency: float) -> Any:
-    """A fake OpenAI server whose reply depends only on the request: first attempt broken, repair clean."""
+    """A fake OpenAI server whose reply depends only on the request (see `reply_for`)."""
     sys.path.insert(0, str(ROOT))
     from tests.fakes import FakeOpenAI
 
-    broken, clean = two_cycle_replies()
-
-    def reply_for(request: dict[str, Any]) -> str:
-        repairing = any(m.get("role") == "assistant" for m in request.get("messages") or [])
-        return clean if repairing else broken
-
     class TwoCycleOpenAI(FakeOpenAI):
+        keep_alive_s = KEEP_ALIVE_S  # as the services: an idle service's pooled connections stay usable
+        record_requests = False  # kept, thousands of 15 KB prompts made each full collection here slower than the last
+
         def json_body(self, request: dict[str, Any], text: str) -> dict[str, Any]:
             return super().json_body(request, reply_for(request))
 
@@ -302,7 +319,7 @@ def _service(stack: str, llm_url: str, eval_processes: int = 0, workers: int = 1
     )
     cmd = [sys.executable, "-m", "uvicorn", FACTORIES[stack], "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-           "--workers", str(workers)]
+           "--workers", str(workers), "--timeout-keep-alive", str(KEEP_ALIVE_S)]
     with running(cmd, env, workdir, port, ready_path="/healthz", log_dir=workdir, timeout=300) as server:
         group = CpuGroup(stack, fallback=lambda: tree_cpu_s(server.pid))
         group.adopt(descendants(server.pid))  # what it starts from now on joins the group by itself
@@ -392,20 +409,26 @@ async def _drive(
     warmups: int = 3,
 ) -> list[dict[str, Any]]:
     """Warm every stack up, then per level `rounds` interleaved bursts per stack (order rotated each round)."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    # One client (connection pool) per stack, its connections kept as long as the servers keep theirs. With one
+    # shared pool, each request's connection lookup walked every stack's idle connections (a poll() each) until they
+    # expired 5 s later, so a burst was slower the sooner it followed its own last one: the first of a round took up
+    # to 3x the wall time of the last, and its service more CPU per request as the requests trickled in.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=KEEP_ALIVE_S)
     names = list(targets)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+    async with AsyncExitStack() as stack:
+        clients = {name: await stack.enter_async_context(httpx.AsyncClient(timeout=600, limits=limits))
+                   for name in names}
         for name in names:  # docs, models, Bandit, Ruff and sandboxes loaded in every service before measuring
             url, cpu, evaluators = targets[name]
             for _ in range(warmups):
-                await _burst(client, url, cpu, 4, evaluators)
+                await _burst(clients[name], url, cpu, 4, evaluators)
         rows = []
         for n in levels:
             bursts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
             for r in range(rounds):
                 for name in names[r % len(names):] + names[: r % len(names)]:
                     url, cpu, evaluators = targets[name]
-                    bursts[name].append(await _burst(client, url, cpu, n, evaluators))
+                    bursts[name].append(await _burst(clients[name], url, cpu, n, evaluators))
             ideal_ms = CYCLES * latency * 1000
             for name in names:
                 figures = _median_row(bursts[name])

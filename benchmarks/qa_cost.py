@@ -45,7 +45,7 @@ def suite_runner(names: list[str]):
     """One cycle of the evaluators as the graph runs them: concurrently, on one event loop."""
     from dream_graph.context import Context
     from dream_graph.evaluators import EvalInput, get_registry
-    from dream_graph.evaluators.base import parse_module
+    from dream_graph.evaluators.base import forget_parses
 
     registry = get_registry()
     evaluators = [registry[n] for n in names]
@@ -57,7 +57,7 @@ def suite_runner(names: list[str]):
         await asyncio.gather(*(e.evaluate(code, ctx) for e in evaluators))
 
     def run(code: str, config_yaml: str) -> None:
-        parse_module.cache_clear()  # a cycle's shared parse is fair; one carried over from the last repeat is not
+        forget_parses()  # a cycle's shared parse is fair; one carried over from the last repeat is not
         loop.run_until_complete(cycle(code, config_yaml))
 
     return run

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import re
 import subprocess
+import tokenize
 from functools import lru_cache
 from typing import Literal
 
@@ -167,11 +170,33 @@ def parses(code: str) -> bool:
     return True
 
 
+SUPPRESSION = re.compile(r"noqa|(?:ruff|flake8)\s*:", re.IGNORECASE)
+"""What makes a comment one Ruff obeys: `# noqa[: F821]`, `# ruff: noqa`, `# flake8: noqa`, `# ruff: ignore[...]`."""
+
+
+def without_suppressions(code: str) -> str:
+    """`code` with every comment Ruff would obey blanked to `#` and spaces (lines and columns unchanged): the code
+    under check must not switch its own check off. Code without such a word is returned as is, untokenized."""
+    if not SUPPRESSION.search(code):
+        return code
+    lines = io.StringIO(code).readlines()  # the lines tokenize counts (splitlines also splits at \x0c, \u2028, ...)
+    try:
+        comments = [t for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, SyntaxError):
+        return code
+    for token in comments:
+        if SUPPRESSION.search(token.string):
+            (row, start), (_, end) = token.start, token.end
+            line = lines[row - 1]
+            lines[row - 1] = line[:start] + "#" + " " * (end - start - 1) + line[end:]
+    return "".join(lines)
+
+
 async def lint(code: str, strictness: str = "errors", ignore: tuple[str, ...] = ("S101",)) -> list[Finding]:
-    """Lint `code` with the evaluator's rule set and severity map."""
+    """Lint `code` with the evaluator's rule set and severity map; its own `noqa` comments are not obeyed."""
     if not parses(code):
         return [finding(NOT_LINTED_RULE, NOT_LINTED_MESSAGE)]
-    return to_findings(await diagnostics_for(code, LINT_RULES, ignore), strictness)
+    return to_findings(await diagnostics_for(without_suppressions(code), LINT_RULES, ignore), strictness)
 
 
 async def safe_fixes(code: str, rules: tuple[str, ...] = AUTOFIX_RULES) -> tuple[str, list[str]]:

@@ -51,9 +51,10 @@ def caller_authorized(headers: Mapping[str, str]) -> bool:
 _scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="Required when DREAM_GRAPH_API_KEY is set.")
 
 
-def require_api_key(request: Request, _declared: str | None = Security(_scheme)) -> None:
+async def require_api_key(request: Request, _declared: str | None = Security(_scheme)) -> None:
     """When DREAM_GRAPH_API_KEY is set, only callers presenting it (compared in constant time) get in; the
-    security scheme is declared so the docs page offers an Authorize button."""
+    security scheme is declared so the docs page offers an Authorize button. Async, though it never waits: FastAPI
+    runs a plain `def` dependency in a worker thread, a hop per request for a few microseconds of work."""
     if not caller_authorized(request.headers):
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):  # a person: to the login form
             raise HTTPException(303, "log in first", headers={"Location": f"/login?next={quote(request.url.path)}"})

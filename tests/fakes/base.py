@@ -80,6 +80,10 @@ class FakeServer:
     """A provider's chat endpoint served by uvicorn on 127.0.0.1 in a background thread; subclasses add routes."""
 
     provider = "fake"
+    keep_alive_s = 5
+    """How long an idle client connection stays open (uvicorn's default)."""
+    record_requests = True
+    """Keep every request (`requests`, `bodies`); a load test turns it off, or the heap grows with every request."""
 
     def __init__(self, default: Reply | None = None, *, latency: float = 0.0) -> None:
         self.default = default or Reply.ok(CLEAN_REPLY)
@@ -139,7 +143,9 @@ class FakeServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1, lifespan="off")
+        config = uvicorn.Config(
+            self.app, log_level="warning", timeout_graceful_shutdown=1, lifespan="off", timeout_keep_alive=self.keep_alive_s
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
@@ -193,9 +199,12 @@ class FakeServer:
             return JSONResponse(self.error_body(Reply(status=400, message="body is not JSON")), status_code=400)
         release = self._release
         with self._lock:
-            self.requests.append(
-                RecordedRequest(request.url.path, {k.lower(): v for k, v in request.headers.items()}, body, time.monotonic())
-            )
+            if self.record_requests:
+                self.requests.append(
+                    RecordedRequest(
+                        request.url.path, {k.lower(): v for k, v in request.headers.items()}, body, time.monotonic()
+                    )
+                )
             reply = self._queue.popleft() if self._queue else self.default
         if reply.hang:
             await _wait(release, MAX_HANG_SECONDS)

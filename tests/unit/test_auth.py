@@ -1,7 +1,9 @@
 """The API key and login cookie primitives, at the inputs HTTP never sends but a caller of the functions could."""
 
+import asyncio
 import hashlib
 import hmac
+import inspect
 
 import pytest
 from starlette.requests import Request
@@ -78,18 +80,25 @@ def test_a_caller_without_the_key_is_sent_to_log_in_only_from_a_browser_page(mon
     monkeypatch.setenv("DREAM_GRAPH_API_KEY", "s3cret")
     get_settings.cache_clear()
     with pytest.raises(HTTPException) as refused:
-        require_api_key(_request(method, headers, "/dream/chat playground/"))
+        asyncio.run(require_api_key(_request(method, headers, "/dream/chat playground/")))
     assert refused.value.status_code == status
     if status == 303:
         assert refused.value.headers == {"Location": "/login?next=/dream/chat%20playground/"}
         assert refused.value.detail == "log in first"
     else:
         assert refused.value.detail == UNAUTHORIZED and not refused.value.headers
-    assert require_api_key(_request(method, {**headers, "x-api-key": "s3cret"})) is None
+    assert asyncio.run(require_api_key(_request(method, {**headers, "x-api-key": "s3cret"}))) is None
 
 
 def test_without_a_configured_key_everyone_is_let_in():
     from dream_graph.service.auth import require_api_key
 
     assert caller_authorized({}) is True
-    assert require_api_key(_request("GET", {"accept": "text/html"})) is None
+    assert asyncio.run(require_api_key(_request("GET", {"accept": "text/html"}))) is None
+
+
+def test_the_key_check_runs_on_the_event_loop_not_in_a_worker_thread():
+    """FastAPI sends a plain `def` dependency to its thread pool: a hop per request for microseconds of work."""
+    from dream_graph.service.auth import require_api_key
+
+    assert inspect.iscoroutinefunction(require_api_key)

@@ -88,6 +88,27 @@ def test_peer_ratios_pair_the_rounds_so_a_slow_minute_cancels_out():
     assert rows[0]["wall_vs_langgraph"] == rows[0]["cpu_vs_openai"] == 1.2
 
 
+def test_the_fake_llm_gives_every_request_its_own_code_broken_first_and_clean_on_repair():
+    from benchmarks.concurrency import DOCSTRING, payload, reply_for, two_cycle_replies
+    from dream_graph.extract import extract_python
+
+    broken, clean = two_cycle_replies()
+    assert DOCSTRING in broken and DOCSTRING in clean  # else the replies would silently stop varying
+
+    def ask(i: int, repairing: bool) -> str:
+        messages = [{"role": "system", "content": "docs that mention stream 99"},
+                    {"role": "user", "content": payload(i, None)["prompt"]}]
+        if repairing:
+            messages += [{"role": "assistant", "content": broken}, {"role": "user", "content": "fix it"}]
+        return reply_for({"messages": messages})
+
+    first, repaired = ask(7, False), ask(7, True)
+    assert first == broken.replace(DOCSTRING, '"""Counts the words in each message of stream 7."""')
+    assert repaired == clean.replace(DOCSTRING, '"""Counts the words in each message of stream 7."""')
+    assert extract_python(ask(12, True)) != extract_python(ask(1, True))  # 12 is not read as 1, nor 99 from docs
+    assert "of stream ?." in reply_for({"messages": [{"role": "user", "content": "no stream named"}]})
+
+
 def test_prompt_tokens_scores_retrieval_against_all_docs(results):
     bench = results["benchmarks"]["prompt_tokens"]
     baseline, default, *what_if = bench["rows"]

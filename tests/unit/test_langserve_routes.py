@@ -156,6 +156,43 @@ async def test_a_pipelines_fallback_needs_its_key_unless_the_request_names_the_m
     assert still.status_code == 400 and "COHERE_API_KEY" in still.json()["detail"]
 
 
+async def test_a_model_set_up_is_built_in_a_thread_once_per_settings_and_a_failure_is_never_remembered(monkeypatch):
+    import threading
+
+    from dream_graph.service import langserve_routes as routes
+
+    built: list[tuple[str | None, bool]] = []
+    loop_thread = threading.get_ident()
+
+    def check_model(ctx: Context) -> None:
+        built.append((ctx.model, threading.get_ident() != loop_thread))
+        if ctx.model == "openai:gpt-4o":
+            raise ConfigError("set OPENAI_API_KEY")
+
+    monkeypatch.setattr(routes, "check_model", check_model)
+    monkeypatch.setattr(routes, "_CHECKED", routes.OrderedDict())
+    monkeypatch.setattr(routes, "CHECKED_MODELS", 2)
+    await routes.acheck_model(Context(model="offline"))
+    await routes.acheck_model(Context(model="offline"))
+    assert built == [("offline", True)]  # in a worker thread, then remembered
+    await routes.acheck_model(Context(model="offline", temperature=0.5))
+    assert len(built) == 2  # another set-up is another model
+    for _ in range(2):
+        with pytest.raises(ConfigError):
+            await routes.acheck_model(Context(model="openai:gpt-4o"))
+    assert built[2:] == [("openai:gpt-4o", True)] * 2  # a failure is checked again every time
+    get_settings.cache_clear()  # new settings (keys, base URLs): every set-up is checked again
+    await routes.acheck_model(Context(model="offline"))
+    assert len(built) == 5 and len(routes._CHECKED) == 2
+    await routes.acheck_model(Context(model="offline", temperature=0.7))
+    await routes.acheck_model(Context(model="offline"))  # used again: now the newest
+    await routes.acheck_model(Context(model="offline", temperature=0.9))  # the bound of 2: 0.7 goes, not offline
+    assert len(built) == 7 and len(routes._CHECKED) == 2
+    await routes.acheck_model(Context(model="offline"))
+    assert len(built) == 7
+    await routes.acheck_model(Context(model="offline", temperature=0.7))
+    assert len(built) == 8
+
 @pytest.mark.parametrize("prompt", ["", "   \n\t "])
 @pytest.mark.parametrize("route", [*RUN_ROUTES, "batch"])
 async def test_empty_prompt_is_422(client, route, prompt):

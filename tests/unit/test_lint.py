@@ -48,6 +48,28 @@ async def test_undefined_name_fails_with_its_line():
     assert "undefined_name" in found["message"]
 
 
+@pytest.mark.parametrize(
+    "comment", ["# noqa", "# noqa: F821", "#NOQA:F821", "# ruff: noqa", "# ruff: noqa: F821", "# flake8: noqa"]
+)
+async def test_the_code_under_check_cannot_silence_ruff_with_its_own_comments(comment):
+    """Ruff obeys `# noqa` and file-level `# ruff: noqa`: a reply could have switched its own lint check off."""
+    (found,) = await lint(UNDEFINED.replace("undefined_name\n", f"undefined_name  {comment}\n") + f"{comment}\n")
+    assert (found["rule"], found["line"], found["severity"]) == ("F821", 2, "error")
+
+
+def test_suppression_comments_are_blanked_in_place_and_nothing_else_changes():
+    from dream_graph.evaluators.lint import without_suppressions
+
+    code = 'x = "# noqa"  # noqa: F401 keep\r\ny = 1  # an ordinary comment\n# ruff: noqa\nz = """\n# noqa\n"""\n'
+    blanked = without_suppressions(code)
+    assert blanked == 'x = "# noqa"  #                \r\ny = 1  # an ordinary comment\n#           \nz = """\n# noqa\n"""\n'
+    assert [len(line) for line in blanked.split("\n")] == [len(line) for line in code.split("\n")]
+    plain = "import os  # os is used below\n"
+    assert without_suppressions(plain) is plain  # no such word: not even tokenized
+    tricky = "s = 'a\u2028b'  # noqa\nt = 1  # noqa\n"  # \u2028 is a line break to str.splitlines, not to tokenize
+    assert without_suppressions(tricky) == "s = 'a\u2028b'  #     \nt = 1  #     \n"
+
+
 async def test_unused_import_is_reported_but_not_failing_by_default():
     (found,) = await lint(UNUSED_IMPORT)
     assert (found["rule"], found["line"], found["severity"]) == ("F401", 1, "info")

@@ -27,6 +27,16 @@ def test_findings_carry_rule_line_severity():
     assert not any(r == "B101" for r, _, _ in rules), "assert is skipped by default"
 
 
+@pytest.mark.parametrize("comment", ["# nosec", "# nosec B602", "#nosec: B602, B404", "# NOSEC"])
+def test_the_code_under_check_cannot_silence_bandit_with_nosec_comments(comment):
+    """Bandit obeys `# nosec` by default: a reply could have switched its own security check off."""
+    silenced = RISKY.replace("import subprocess\n", f"import subprocess  {comment}\n").replace(
+        "shell=True)\n", f"shell=True)  {comment}\n"
+    )
+    assert silenced.count(comment) == 2
+    assert scan(silenced) == scan(RISKY)
+
+
 def test_threshold_and_skip_are_configurable():
     high_only = {f["rule"] for f in scan(RISKY, severity="HIGH")}
     assert high_only == {"B602"}
@@ -144,7 +154,7 @@ def test_split_parts_keep_imports_and_line_numbers_and_add_up_to_the_whole():
     assert "class A" not in parts[0] and "class A" in parts[1]
     merged = {(f["rule"], f["line"]) for p in parts for f in scan(p)}
     assert merged == {(f["rule"], f["line"]) for f in scan(SPREAD)}
-    assert ("B602", 9) in merged and ("B307", 16) in merged and ("B307", 15) not in merged
+    assert ("B602", 9) in merged and ("B307", 16) in merged and ("B307", 15) in merged  # its `# nosec` not obeyed
     assert split_for_workers("def f(:\n", 2) == ["def f(:\n"]
 
 
@@ -165,7 +175,7 @@ def test_big_module_spread_over_two_processes_gives_the_same_findings(monkeypatc
 
 def test_a_cycles_evaluators_share_one_parse():
     from dream_graph.evaluators import get_registry
-    from dream_graph.evaluators.base import parse_module
+    from dream_graph.evaluators.base import _parse as parse_module
 
     code = "from aineko import AbstractNode\n\n\nclass N(AbstractNode):\n    def _execute(self, params=None):\n        return None\n"
     yaml_text = "pipeline:\n  name: p\n  nodes:\n    n:\n      class: x.N\n  datasets: {}\n"
@@ -179,6 +189,51 @@ def test_a_cycles_evaluators_share_one_parse():
     asyncio.run(cycle())
     info = parse_module.cache_info()
     assert info.misses == 1 and info.hits >= 2
+
+
+def test_a_source_that_does_not_parse_is_parsed_once_and_each_caller_gets_its_own_equal_error(monkeypatch):
+    import ast
+    import types
+
+    from dream_graph.evaluators import base
+
+    calls = []
+    counting = types.SimpleNamespace(parse=lambda code: calls.append(code) or ast.parse(code))
+    monkeypatch.setattr(base, "ast", counting)  # this module's `ast` only: pytest itself uses ast.parse
+    monkeypatch.setattr(base, "_FAILED", base.OrderedDict())
+    base._parse.cache_clear()
+    broken = "def f(:\n    pass\n"
+    errors = []
+    for _ in range(3):
+        with pytest.raises(SyntaxError) as caught:
+            base.parse_module(broken)
+        errors.append(caught.value)
+    assert calls == [broken]
+    assert len({id(e) for e in errors}) == 3  # a fresh exception each time: no traceback shared across threads
+    assert {(e.msg, e.lineno, e.offset, e.text, e.end_lineno, e.end_offset) for e in errors} == {
+        ("invalid syntax", 1, 7, "def f(:\n", 1, 8)
+    }
+    nul = (SyntaxError, ValueError)  # 3.11.7 says SyntaxError, some versions ValueError: the same one each time
+    with pytest.raises(nul, match="null bytes") as first:
+        base.parse_module("x = 1\x00")
+    with pytest.raises(nul, match="null bytes") as again:
+        base.parse_module("x = 1\x00")
+    assert type(again.value) is type(first.value) and again.value.args == first.value.args
+    assert calls == [broken, "x = 1\x00"]
+    assert isinstance(base.parse_module("x = 1\n"), ast.Module)
+    for i in range(base.PARSES_KEPT - 2):  # exactly PARSES_KEPT failures kept now: `broken` is the oldest, still there
+        with pytest.raises(SyntaxError):
+            base.parse_module(f"x = ({i}\n")
+    with pytest.raises(SyntaxError):
+        base.parse_module(broken)
+    assert calls.count(broken) == 1  # still kept: used again, it is now the newest
+    with pytest.raises(SyntaxError):
+        base.parse_module("y = (\n")  # one more: the oldest, the NUL source, goes
+    with pytest.raises(nul):
+        base.parse_module("x = 1\x00")
+    assert calls.count("x = 1\x00") == 2 and len(base._FAILED) == base.PARSES_KEPT
+    base.forget_parses()
+    assert not base._FAILED and base._parse.cache_info().currsize == 0
 
 
 # One finding at each Bandit confidence level (and three severities), to pin both thresholds at their edges.

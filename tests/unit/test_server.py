@@ -134,6 +134,34 @@ async def test_generate_returns_the_output_contract(client):
     assert len(response.headers["x-request-id"]) == 32  # generated when the caller sent none
 
 
+def test_the_plain_endpoints_are_matched_before_the_pipelines_many_routes():
+    """Starlette tries routes in order: behind ~20 LangServe routes per pipeline, every /generate tried them all."""
+    app = create_app()
+    paths = [getattr(route, "path", "") for route in app.routes]
+    first_pipeline_route = min(i for i, path in enumerate(paths) if path.startswith("/dream/"))
+    for endpoint in ("/generate", "/slack/commands", "/github/webhook", "/healthz"):
+        assert paths.index(endpoint) < first_pipeline_route, endpoint
+    assert len(paths) - first_pipeline_route > 20 * len(app.state.graphs) > 0  # what they no longer wait behind
+
+
+def test_a_result_is_encoded_directly_and_only_walked_by_jsonable_encoder_when_it_must(monkeypatch):
+    import datetime
+
+    from dream_graph.service import app as app_module
+
+    walked = []
+    real = app_module.jsonable_encoder
+    monkeypatch.setattr(app_module, "jsonable_encoder", lambda obj: walked.append(obj) or real(obj))
+    plain = {"status": "passed", "cycles": 2, "evaluations": [{"findings": [], "duration_ms": 1.5}], "error": None}
+    response = app_module.result_response(plain)
+    assert json.loads(response.body) == plain and response.status_code == 200 and walked == []
+
+    when = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.timezone.utc)
+    response = app_module.result_response({"finished": when, "rules": {"F401"}}, status_code=502)
+    assert json.loads(response.body) == {"finished": "2026-11-26T12:00:00+00:00", "rules": ["F401"]}
+    assert response.status_code == 502 and len(walked) == 1
+
+
 async def test_generate_echoes_the_callers_request_id_and_replaces_an_unsafe_one(client):
     echoed = await client.post("/generate", json={"prompt": PROMPT}, headers={"X-Request-ID": "req-42.a"})
     assert echoed.headers["x-request-id"] == "req-42.a"

@@ -534,10 +534,17 @@ def _dataset_ref(expr: ast.AST, local: Mapping[str, tuple[str, str | None]]) -> 
     return None
 
 
+@lru_cache(maxsize=512)
+def _walk(node: ast.AST) -> tuple[ast.AST, ...]:
+    """`ast.walk`, once per node: the checks of a class walk it and its methods again and again, and a walk in pure
+    Python was 60% of the whole check. The trees are read-only and shared (see `parse_module`), so nodes are keys."""
+    return tuple(ast.walk(node))
+
+
 def _dataset_locals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, tuple[str, str | None]]:
     """Names a method binds to a dataset: `src = self.inputs["x"]`, `for ds in self.outputs.values()`."""
     local: dict[str, tuple[str, str | None]] = {}
-    for node in ast.walk(fn):
+    for node in _walk(fn):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             ref = _dataset_ref(node.value, {})
             if ref:
@@ -620,7 +627,7 @@ def _accepts_runner_kwargs(fn: ast.FunctionDef) -> list[str]:
 
 def _super_init(fn: ast.FunctionDef) -> ast.Call | None:
     """The `super().__init__(...)` (or `Base.__init__(self, ...)`) call in an `__init__`."""
-    for node in ast.walk(fn):
+    for node in _walk(fn):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "__init__":
             return node
     return None
@@ -746,8 +753,8 @@ class _ClassCheck:
                 elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                     for t in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
                         names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
-            augmented = {id(n.target) for n in ast.walk(cls) if isinstance(n, ast.AugAssign)}
-            for node in ast.walk(cls):
+            augmented = {id(n.target) for n in _walk(cls) if isinstance(n, ast.AugAssign)}
+            for node in _walk(cls):
                 attr = _self_attr(node)
                 if attr and isinstance(node.ctx, (ast.Store, ast.Del)) and id(node) not in augmented:
                     names.add(attr)  # `self.x += 1` reads x first: it sets nothing new
@@ -766,8 +773,8 @@ class _ClassCheck:
             return
         reported: set[str] = set()
         for cls in self.chain:
-            augmented = {id(n.target) for n in ast.walk(cls) if isinstance(n, ast.AugAssign)}
-            for node in ast.walk(cls):
+            augmented = {id(n.target) for n in _walk(cls) if isinstance(n, ast.AugAssign)}
+            for node in _walk(cls):
                 attr = _self_attr(node)
                 reads = attr and (isinstance(node.ctx, ast.Load) or id(node) in augmented)
                 dunder = attr and attr.startswith("__") and attr.endswith("__")  # `self.__class__` and the like
@@ -792,7 +799,7 @@ class _ClassCheck:
         """Dataset keys the node's config declares, and calls a 0.4.0 `KafkaDataset` has."""
         for fn in self.methods.values():
             local = _dataset_locals(fn)
-            for node in ast.walk(fn):
+            for node in _walk(fn):
                 ref = _dataset_ref(node, {}) if isinstance(node, ast.Subscript) else None
                 if ref and ref[1] is not None:
                     for use in self.uses:
@@ -875,10 +882,10 @@ class _ClassCheck:
             positional = [*fn.args.posonlyargs, *fn.args.args][1:]
             pname = positional[0].arg if positional else None
             if pname and any(
-                isinstance(n, ast.Name) and n.id == pname and isinstance(n.ctx, ast.Store) for n in ast.walk(fn)
+                isinstance(n, ast.Name) and n.id == pname and isinstance(n.ctx, ast.Store) for n in _walk(fn)
             ):
                 pname = None  # rebound: cannot tell what it holds
-            for node in ast.walk(fn):
+            for node in _walk(fn):
                 if not (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)):
                     continue
                 target = node.value
@@ -900,7 +907,7 @@ class _ClassCheck:
     def check_log_levels(self) -> None:
         """`self.log(msg, level=...)` with a level Aineko does not have."""
         for fn in self.methods.values():
-            for node in ast.walk(fn):
+            for node in _walk(fn):
                 if not (isinstance(node, ast.Call) and _self_attr(node.func) == "log"):
                     continue
                 level = (
