@@ -49,7 +49,7 @@ TESTS = {
     "dream_graph.evaluators.base": ["tests/unit/test_plugins.py", "tests/unit/test_graph_loop.py"],
     "dream_graph.evaluators.syntax": ["tests/unit/test_security.py", "tests/unit/test_graph_loop.py"],
     "dream_graph.evaluators.security": ["tests/unit/test_security.py"],
-    "dream_graph.evaluators.lint": ["tests/unit/test_lint.py"],
+    "dream_graph.evaluators.lint": ["tests/unit/test_lint.py", "tests/unit/test_lint_paths.py"],
     "dream_graph.service.auth": ["tests/unit/test_auth.py", "tests/security/test_service_gate.py"],
     "dream_graph.service.webhooks": ["tests/security/test_service_webhooks.py"],
     "dream_graph.service.slack": ["tests/security/test_service_webhooks.py"],

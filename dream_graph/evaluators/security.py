@@ -61,8 +61,7 @@ def _remove_scratch_dir(path: Path, owner: int) -> None:
 def _scratch_file(code: str) -> str:
     """Write `code` to this thread's scratch file (one per process and thread, so no two scans share one)."""
     path = _scratch_dir() / f"{os.getpid()}-{threading.get_ident()}.py"
-    with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
-        fh.write(code)
+    path.write_bytes(code.encode("utf-8"))  # code that reaches here parsed, so it has no lone surrogates
     return str(path)
 
 
@@ -89,8 +88,8 @@ def scan(
     manager.discover_files([_scratch_file(code)])
     with AST_LOCK:  # Bandit parses the file; see AST_LOCK
         manager.run_tests()
-    if manager.skipped:
-        return _not_scanned("; ".join(reason for _, reason in manager.skipped))
+    if manager.skipped:  # one file, so at most one reason
+        return _not_scanned(manager.skipped[0][1])
     results = manager.get_issue_list(sev_level=severity.upper(), conf_level=confidence.upper())
     return [
         finding(

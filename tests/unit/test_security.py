@@ -71,7 +71,10 @@ def test_bandit_skipping_a_parsable_file_is_still_not_clean(monkeypatch):
 
     monkeypatch.setattr(b_manager.BanditManager, "_parse_file", skip)
     (only,) = scan("x = 1\n")
-    assert only["rule"] == NOT_SCANNED_RULE and "exception while scanning file" in only["message"]
+    assert only == {
+        "rule": NOT_SCANNED_RULE, "line": None, "severity": "error",
+        "message": "Bandit could not scan the code (exception while scanning file); fix the syntax first",
+    }
     monkeypatch.setattr(b_manager.BanditManager, "_parse_file", real)
     assert scan("x = 1\n") == []
 
@@ -124,6 +127,45 @@ def test_syntax_check():
     assert check_syntax("x = 1\x00")[0]["rule"] == "E999"
 
 
+def test_syntax_findings_say_exactly_what_is_wrong():
+    assert check_syntax("def f(:\n    pass\n") == [
+        {"rule": "E999", "line": 1, "severity": "error", "message": "SyntaxError: invalid syntax: def f(:"}
+    ]
+    assert check_syntax("  \n") == check_syntax(None) == [
+        {"rule": "no-code", "line": None, "severity": "error",
+         "message": "no python code block: the reply must contain a ```python fenced block"}
+    ]
+    # A lone surrogate (JSON can carry one) cannot be encoded to parse: a ValueError, not a SyntaxError.
+    assert check_syntax("x = '\udcff'\n") == [
+        {"rule": "E999", "line": None, "severity": "error", "message": "source cannot be parsed: 'utf-8' codec can't "
+         "encode character '\\udcff' in position 5: surrogates not allowed"}
+    ]
+
+
+def test_bandits_not_scanned_finding_quotes_the_parse_error():
+    assert scan("def f(:\n    pass\n") == [
+        {"rule": NOT_SCANNED_RULE, "line": None, "severity": "error",
+         "message": "Bandit could not scan the code (syntax error: invalid syntax); fix the syntax first"}
+    ]
+    (surrogate,) = scan("x = '\udcff'\n")  # a ValueError has no `msg`: its text is quoted
+    assert "(syntax error: 'utf-8' codec can't encode character '\\udcff' in position 5" in surrogate["message"]
+
+
+@pytest.mark.parametrize(
+    ("args", "kept"),
+    [(("sarif",), False), (("sarif", "No module named 'sarif_om'"), False), (("json",), True),
+     (("SARIF",), True), ((), True), (None, True), ({"sarif": 1}, True)],
+)
+def test_only_the_sarif_plugins_load_failure_is_silenced(args, kept):
+    import logging
+
+    from dream_graph.evaluators.security import _not_sarif
+
+    record = logging.LogRecord("stevedore.extension", logging.ERROR, __file__, 1, "Could not load %r: %s", None, None)
+    record.args = args
+    assert _not_sarif(record) is kept
+
+
 def test_process_pool_gives_the_same_findings(monkeypatch):
     from dream_graph.settings import get_settings
     from dream_graph.workers import _process_pool, shutdown_pool
@@ -156,6 +198,63 @@ def test_split_parts_keep_imports_and_line_numbers_and_add_up_to_the_whole():
     assert merged == {(f["rule"], f["line"]) for f in scan(SPREAD)}
     assert ("B602", 9) in merged and ("B307", 16) in merged and ("B307", 15) in merged  # its `# nosec` not obeyed
     assert split_for_workers("def f(:\n", 2) == ["def f(:\n"]
+
+
+SPLIT_TWO = (
+    "import os\n"  # 1
+    "def f():\n    x = os.getcwd()\n    return x\n"  # 2-4: 3 lines
+    "import sys\n"  # 5
+    "y = 1\n"  # 6: 1 line
+    "# a comment\n"  # 7: in no statement
+    "@decorator\ndef g():\n    return sys.argv\n"  # 8-10: 3 lines, from the decorator
+)
+SPLIT_THREE = "a = (\n    1,\n)\ndef b():\n    pass\nc = 3\nclass D:\n    e = 1\n    f = 2\n"  # 3, 2, 1, 3 lines
+
+
+def keep(code: str, lines: set[int]) -> str:
+    return "".join(line if n in lines else "\n" for n, line in enumerate(code.splitlines(True), start=1))
+
+
+def test_split_parts_are_contiguous_runs_of_about_equal_size_with_every_import():
+    # 7 statement lines over 2 parts: a part closes once it holds 3.5; the imports (1, 5) go to both.
+    assert split_for_workers(SPLIT_TWO, 2) == [keep(SPLIT_TWO, {1, 2, 3, 4, 5, 6}), keep(SPLIT_TWO, {1, 5, 8, 9, 10})]
+    # 9 lines over 3 parts of 3: 3 | 2 + 1 | 3.
+    assert split_for_workers(SPLIT_THREE, 3) == [
+        keep(SPLIT_THREE, {1, 2, 3}), keep(SPLIT_THREE, {4, 5, 6}), keep(SPLIT_THREE, {7, 8, 9})
+    ]
+    assert split_for_workers("x = 1\ny = 2\n", 2) == ["x = 1\n\n", "\ny = 2\n"]  # as many statements as parts
+    assert split_for_workers("x = 1\n# note\n", 2) == ["x = 1\n# note\n"]  # fewer: the code whole
+    assert split_for_workers(SPLIT_TWO, 1) == [SPLIT_TWO]
+
+
+def test_the_evaluator_spreads_only_big_modules_over_two_or_more_workers_and_merges_their_findings(monkeypatch):
+    from dream_graph.evaluators import security
+
+    big = SPREAD + "\n" * (CHUNK_MIN_LINES - SPREAD.count("\n"))
+    small = big[:-1]
+    assert big.count("\n") == CHUNK_MIN_LINES
+    sent: list[tuple[str, tuple]] = []
+
+    async def inline(fn, code, *args):
+        sent.append((code, args))
+        return fn(code, *args)
+
+    monkeypatch.setattr(security, "run_cpu", inline)
+    options = Context(bandit_severity="medium", bandit_confidence="low", bandit_skip=["B105"])
+    for workers, code, calls in ((2, big, 2), (3, big, 3), (1, big, 1), (2, small, 1), (0, big, 1)):
+        monkeypatch.setattr(security, "pool_size", lambda workers=workers: workers)
+        sent.clear()
+        found = asyncio.run(SecurityEvaluator().evaluate(code, EvalInput(options=options)))
+        assert len(sent) == calls, (workers, code.count("\n"))
+        assert all(args == ("MEDIUM", "LOW", ("B105",)) for _, args in sent)
+        assert found == scan(code, "MEDIUM", "LOW", ("B105",)) and found  # merged: each import's finding once
+        assert [f["line"] for f in found] == sorted(f["line"] for f in found)
+    sent.clear()
+    asyncio.run(SecurityEvaluator().evaluate(RISKY, EvalInput()))
+    assert sent == [(RISKY, ())]  # no run options: scan's own defaults
+    assert asyncio.run(SecurityEvaluator().evaluate(" \n", EvalInput())) == [
+        {"rule": NOT_SCANNED_RULE, "line": None, "severity": "error", "message": "no python code to scan"}
+    ]
 
 
 def test_big_module_spread_over_two_processes_gives_the_same_findings(monkeypatch):
