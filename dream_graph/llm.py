@@ -92,10 +92,19 @@ _LOOP_MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, B
 )
 
 
+_CACHE_GENERATION = [0]
+
+
 def clear_model_cache() -> None:
     """Forget built models (tests that change keys or base URLs)."""
     _build_cached.cache_clear()
     _LOOP_MODELS.clear()
+    _CACHE_GENERATION[0] += 1
+
+
+def model_cache_generation() -> int:
+    """Changes whenever the built models are forgotten: what was checked against them must be checked again."""
+    return _CACHE_GENERATION[0]
 
 
 def _build_chat_model(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
 import json
@@ -88,7 +89,7 @@ async def run_ruff(code: str, *args: str, timeout: float = RUFF_TIMEOUT_S) -> tu
 
 async def ruff_diagnostics(code: str, select: tuple[str, ...], ignore: tuple[str, ...] = ()) -> list[dict]:
     """Ruff's JSON diagnostics for `code`; exit status 2 (Ruff itself failed) raises with its message."""
-    args = ["--output-format", "json", "--select", ",".join(select)]
+    args = ["--output-format", "json", "--ignore-noqa", "--select", ",".join(select)]
     if ignore:
         args += ["--ignore", ",".join(ignore)]
     status, out, err = await run_ruff(code, *args)
@@ -172,31 +173,44 @@ def parses(code: str) -> bool:
 
 SUPPRESSION = re.compile(r"noqa|(?:ruff|flake8)\s*:", re.IGNORECASE)
 """What makes a comment one Ruff obeys: `# noqa[: F821]`, `# ruff: noqa`, `# flake8: noqa`, `# ruff: ignore[...]`."""
+LONE_CR = re.compile(r"\r(?!\n)")
+UNREADABLE_COMMENTS = "Ruff was not run: the code's comments could not be read apart from its statements"
 
 
-def without_suppressions(code: str) -> str:
-    """`code` with every comment Ruff would obey blanked to `#` and spaces (lines and columns unchanged): the code
-    under check must not switch its own check off. Code without such a word is returned as is, untokenized."""
+def without_suppressions(code: str) -> str | None:
+    """`code` with every comment Ruff would obey blanked to `#` and spaces, so the code under check cannot switch its
+    own check off; None when its comments cannot be told apart from its statements. Lines and columns are Ruff's:
+    a lone CR, a line break to Python and Ruff but not to `tokenize`, becomes LF first. Code without such a word is
+    returned as is, untokenized."""
     if not SUPPRESSION.search(code):
         return code
-    lines = io.StringIO(code).readlines()  # the lines tokenize counts (splitlines also splits at \x0c, \u2028, ...)
+    text = LONE_CR.sub("\n", code)
+    lines = io.StringIO(text).readlines()  # the lines tokenize counts (splitlines also splits at \x0c, \u2028, ...)
     try:
-        comments = [t for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type == tokenize.COMMENT]
+        comments = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
     except (tokenize.TokenError, SyntaxError):
-        return code
+        return None
     for token in comments:
         if SUPPRESSION.search(token.string):
             (row, start), (_, end) = token.start, token.end
             line = lines[row - 1]
             lines[row - 1] = line[:start] + "#" + " " * (end - start - 1) + line[end:]
-    return "".join(lines)
+    blanked = "".join(lines)
+    try:  # blanking comments changes no statement: else the comments were misread
+        same = ast.dump(parse_module(blanked)) == ast.dump(parse_module(code))
+    except (SyntaxError, ValueError):
+        return None
+    return blanked if same else None
 
 
 async def lint(code: str, strictness: str = "errors", ignore: tuple[str, ...] = ("S101",)) -> list[Finding]:
     """Lint `code` with the evaluator's rule set and severity map; its own `noqa` comments are not obeyed."""
     if not parses(code):
         return [finding(NOT_LINTED_RULE, NOT_LINTED_MESSAGE)]
-    return to_findings(await diagnostics_for(without_suppressions(code), LINT_RULES, ignore), strictness)
+    checked = without_suppressions(code)
+    if checked is None:
+        return [finding(NOT_LINTED_RULE, UNREADABLE_COMMENTS)]
+    return to_findings(await diagnostics_for(checked, LINT_RULES, ignore), strictness)
 
 
 async def safe_fixes(code: str, rules: tuple[str, ...] = AUTOFIX_RULES) -> tuple[str, list[str]]:

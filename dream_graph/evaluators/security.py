@@ -7,6 +7,7 @@ import asyncio
 import atexit
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -102,6 +103,9 @@ def scan(
     ]
 
 
+PYTHON_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
 def split_for_workers(code: str, parts: int) -> list[str]:
     """Split a module into `parts` sources that Bandit can scan apart and whose findings add up to the whole's.
 
@@ -124,7 +128,7 @@ def split_for_workers(code: str, parts: int) -> list[str]:
             spans.append((first, last))
     if len(spans) < parts or parts < 2:
         return [code]
-    lines = code.splitlines(keepends=True)
+    lines = PYTHON_LINES.findall(code)  # Python's lines: str.splitlines also breaks at \x0c, \x85, \u2028, ...
     target = sum(b - a + 1 for a, b in spans) / parts
     groups: list[list[tuple[int, int]]] = [[]]
     size = 0

@@ -192,6 +192,11 @@ async def test_a_model_set_up_is_built_in_a_thread_once_per_settings_and_a_failu
     assert len(built) == 7
     await routes.acheck_model(Context(model="offline", temperature=0.7))
     assert len(built) == 8
+    from dream_graph.llm import clear_model_cache
+
+    clear_model_cache()  # the built models forgotten (keys changed outside the settings): check again
+    await routes.acheck_model(Context(model="offline", temperature=0.7))
+    assert len(built) == 9
 
 @pytest.mark.parametrize("prompt", ["", "   \n\t "])
 @pytest.mark.parametrize("route", [*RUN_ROUTES, "batch"])

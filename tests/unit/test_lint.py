@@ -57,6 +57,57 @@ async def test_the_code_under_check_cannot_silence_ruff_with_its_own_comments(co
     assert (found["rule"], found["line"], found["severity"]) == ("F821", 2, "error")
 
 
+@pytest.mark.parametrize(
+    ("code", "line"),
+    [
+        ("\rprint(undefined_name)  # noqa\n", 2),  # a lone CR breaks the line for Python and Ruff, not for tokenize
+        ("x = 1\n\r# ruff: noqa\nprint(undefined_name)\n", 4),
+        ("# noqa\rprint(undefined_name)\n", 2),  # read as one comment by tokenize, blanking would erase the code
+        ("# ruff:\rprint(undefined_name)\n", 2),
+    ],
+)
+async def test_a_lone_carriage_return_cannot_hide_code_or_a_suppression_from_the_check(code, line):
+    (found,) = await lint(code)
+    assert (found["rule"], found["line"], found["severity"]) == ("F821", line, "error")
+
+
+async def test_code_whose_comments_cannot_be_read_apart_is_not_linted_rather_than_passed(monkeypatch):
+    import tokenize
+
+    from dream_graph.evaluators import lint as lint_module
+
+    def unreadable(_readline):
+        raise tokenize.TokenError("EOF in multi-line statement", (1, 0))
+
+    monkeypatch.setattr(lint_module.tokenize, "generate_tokens", unreadable)
+    (found,) = await lint(UNDEFINED.replace("undefined_name\n", "undefined_name  # noqa\n"))
+    assert found == {"rule": "not-linted", "line": None, "severity": "error", "message": lint_module.UNREADABLE_COMMENTS}
+    assert [f["rule"] for f in await lint(UNDEFINED)] == ["F821"]  # no such comment: never tokenized
+
+
+def test_blanking_that_would_change_a_statement_is_refused(monkeypatch):
+    import tokenize
+
+    from dream_graph.evaluators import lint as lint_module
+
+    code = "x = 1  # noqa\ny = 2\n"
+    real = tokenize.generate_tokens
+
+    def misread(readline):  # a tokenizer that takes the whole first line, `x = 1` included, for the comment
+        for token in real(readline):
+            yield token._replace(start=(1, 0)) if token.type == tokenize.COMMENT else token
+
+    monkeypatch.setattr(lint_module.tokenize, "generate_tokens", misread)
+    assert lint_module.without_suppressions(code) is None  # `x = 1` blanked: another statement
+
+    def misread_mid_statement(readline):  # from just after `x =`: what is left does not parse
+        for token in real(readline):
+            yield token._replace(start=(1, 3)) if token.type == tokenize.COMMENT else token
+
+    monkeypatch.setattr(lint_module.tokenize, "generate_tokens", misread_mid_statement)
+    assert lint_module.without_suppressions(code) is None
+
+
 def test_suppression_comments_are_blanked_in_place_and_nothing_else_changes():
     from dream_graph.evaluators.lint import without_suppressions
 

@@ -160,6 +160,12 @@ async def test_the_cli_reads_no_config_file_and_writes_no_cache_where_it_runs(mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ruff.toml"]
 
 
+async def test_the_cli_itself_obeys_no_noqa_comment():
+    """A second guard behind the blanking: the CLI runs with --ignore-noqa."""
+    found = await ruff_diagnostics("print(undefined_name)  # noqa: F821\n", ("F",))
+    assert [d["code"] for d in found] == ["F821"]
+
+
 async def test_two_ignored_rules_reach_the_cli_and_a_failing_ruff_says_why(monkeypatch):
     monkeypatch.setenv("DREAM_GRAPH_RUFF_SERVER", "false")
     get_settings.cache_clear()

@@ -142,6 +142,39 @@ def test_syntax_findings_say_exactly_what_is_wrong():
     ]
 
 
+ENCODING_MESSAGE = (
+    "the code declares its encoding as {!r}; dream_graph checks and runs code as UTF-8, so remove the `# coding:` "
+    "line or declare utf-8"
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "line", "declared"),
+    [
+        # utf-7 reads `+AAo-` as a line break: the checks would see a comment, Python would run the call
+        ("# coding: utf-7\nx = 1  # +AAo-print(undefined_name)\n", 1, "utf-7"),
+        ("#!/usr/bin/env python\n# -*- coding: latin-1 -*-\nx = 1\n", 2, "iso-8859-1"),
+        ("#\u2028\u2028\n# coding=utf-7\nx = 1\n", 2, "utf-7"),  # a decoder splits lines at LF only
+        ("# coding: no-such-codec\nx = 1\n", 1, "unknown encoding: no-such-codec"),
+        ("# coding is easy\n# coding: utf-7\nx = 1\n", 2, "utf-7"),  # the line that declares it, not the first
+        ("#!/usr/bin/env python\n# coding: no-such-codec\nx = 1\ny = 2\nz = 3\n", 2, "unknown encoding: no-such-codec"),
+    ],
+)
+def test_code_declaring_another_encoding_than_utf8_fails_the_syntax_check(code, line, declared):
+    assert check_syntax(code) == [
+        {"rule": "encoding", "line": line, "severity": "error", "message": ENCODING_MESSAGE.format(declared)}
+    ]
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["# -*- coding: utf-8 -*-\nx = 1\n", "# coding=UTF8\nx = 1\n", "x = 1\n# coding: utf-7\n",  # line 2 counts only
+     "x = 1\ny = 2\n# coding: utf-7\n", 'x = "coding: utf-7"\n', "# vim: set fileencoding=utf-8 :\nx = 1\n"],
+)
+def test_utf8_declarations_and_lines_a_decoder_never_reads_for_one_pass(code):
+    assert check_syntax(code) == []
+
+
 def test_bandits_not_scanned_finding_quotes_the_parse_error():
     assert scan("def f(:\n    pass\n") == [
         {"rule": NOT_SCANNED_RULE, "line": None, "severity": "error",
@@ -224,6 +257,15 @@ def test_split_parts_are_contiguous_runs_of_about_equal_size_with_every_import()
     ]
     assert split_for_workers("x = 1\ny = 2\n", 2) == ["x = 1\n\n", "\ny = 2\n"]  # as many statements as parts
     assert split_for_workers("x = 1\n# note\n", 2) == ["x = 1\n# note\n"]  # fewer: the code whole
+    # Python's lines, not str.splitlines': a form feed is no line break, a lone CR is one.
+    assert split_for_workers("x = 1\ry = 2\r\nz = 3", 2) == ["x = 1\ry = 2\r\n\n", "\n\nz = 3"]
+
+
+def test_form_feeds_cannot_shift_a_split_part_away_from_the_code_it_holds():
+    code = "#" + "\x0c" * 40 + "\nimport os\n" + "".join(f"x{i} = {i}\n" for i in range(130)) + "os.system(input())\n"
+    assert [f["rule"] for f in scan(code)] == ["B605"]
+    parts = split_for_workers(code, 2)
+    assert len(parts) == 2 and [f["rule"] for p in parts for f in scan(p)] == ["B605"]
     assert split_for_workers(SPLIT_TWO, 1) == [SPLIT_TWO]
 
 
