@@ -87,7 +87,7 @@ async def test_a_hung_server_times_out_to_the_cli_and_is_replaced(monkeypatch):
     try:
         found = await asyncio.wait_for(lint(UNDEFINED + "# 2\n"), 20)
         assert found[0]["rule"] == "F821"  # answered by the CLI
-        assert "did not answer" in hung.dead
+        assert hung.dead and "did not answer" in hung.dead, (hung, live_server(), list(hung._recent))
     finally:
         os.kill(hung._proc.pid, signal.SIGCONT)
     assert (await lint(UNDEFINED + "# 3\n"))[0]["rule"] == "F821"
