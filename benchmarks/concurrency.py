@@ -244,7 +244,7 @@ def _fake_llm(latency: float) -> Any:
 
     class TwoCycleOpenAI(FakeOpenAI):
         keep_alive_s = KEEP_ALIVE_S  # as the services: an idle service's pooled connections stay usable
-        record_requests = False  # kept, thousands of 15 KB prompts made each full collection here slower than the last
+        record_requests = False  # kept, every request's 15 KB prompt would pile up in this process for the whole run
 
         def json_body(self, request: dict[str, Any], text: str) -> dict[str, Any]:
             return super().json_body(request, reply_for(request))
