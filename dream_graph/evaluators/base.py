@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -25,43 +25,43 @@ AST_LOCK = threading.Lock()
 "SystemError: AST constructor recursion depth mismatch" (seen with Bandit and the config check in parallel)."""
 
 
+PYTHON_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def python_lines(code: str) -> list[str]:
+    """The lines Python numbers, endings kept: LF, CRLF or a lone CR end one (`str.splitlines` also breaks at \x0c,
+    \x85, \u2028, ..., which would move every later line number)."""
+    return PYTHON_LINES.findall(code)
+
+
 PARSES_KEPT = 16
 """Sources whose parse (tree or error) is kept: a cycle's evaluators, auto-fix and the next cycle's share them."""
-_FAILED: OrderedDict[str, tuple[type[Exception], tuple]] = OrderedDict()
-_FAILED_LOCK = threading.Lock()
 
 
 def parse_module(code: str) -> ast.Module:
     """One parse per source shared by the evaluators of a cycle (treat the tree as read-only); raises SyntaxError
     or ValueError (NUL bytes) like `ast.parse`, a new exception each time from the first parse's arguments (a
     reply that does not parse was parsed again by each check that looks at it: ~40 us a time)."""
-    with _FAILED_LOCK:
-        failed = _FAILED.get(code)
-        if failed is not None:
-            _FAILED.move_to_end(code)
-    if failed is not None:
-        raise failed[0](*failed[1])
-    try:
-        return _parse(code)
-    except (SyntaxError, ValueError) as exc:
-        with _FAILED_LOCK:
-            _FAILED[code] = (type(exc), exc.args)
-            while len(_FAILED) > PARSES_KEPT:
-                _FAILED.popitem(last=False)
-        raise
+    parsed = _parsed(code)
+    if isinstance(parsed, ast.Module):
+        return parsed
+    error, args = parsed
+    raise error(*args)
 
 
 @lru_cache(maxsize=PARSES_KEPT)
-def _parse(code: str) -> ast.Module:
-    with AST_LOCK:
-        return ast.parse(code)
+def _parsed(code: str) -> ast.Module | tuple[type[Exception], tuple]:
+    """The tree, or the parse error's type and arguments (an exception object is not shared between callers)."""
+    try:
+        with AST_LOCK:
+            return ast.parse(code)
+    except (SyntaxError, ValueError) as exc:
+        return type(exc), exc.args
 
 
 def forget_parses() -> None:
     """Drop every kept parse, tree or error (benchmarks that time a cycle from scratch)."""
-    _parse.cache_clear()
-    with _FAILED_LOCK:
-        _FAILED.clear()
+    _parsed.cache_clear()
 
 
 @dataclass

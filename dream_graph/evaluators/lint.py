@@ -13,7 +13,7 @@ import tokenize
 from functools import lru_cache
 from typing import Literal
 
-from dream_graph.evaluators.base import EvalInput, finding, parse_module
+from dream_graph.evaluators.base import EvalInput, finding, parse_module, python_lines
 from dream_graph.evaluators.ruff_server import RuffServer, RuffServerError, get_server, live_server
 from dream_graph.settings import get_settings
 from dream_graph.state import Finding
@@ -185,7 +185,7 @@ def without_suppressions(code: str) -> str | None:
     if not SUPPRESSION.search(code):
         return code
     text = LONE_CR.sub("\n", code)
-    lines = io.StringIO(text).readlines()  # the lines tokenize counts (splitlines also splits at \x0c, \u2028, ...)
+    lines = python_lines(text)  # with no lone CR left, also the lines tokenize counts
     try:
         comments = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
     except (tokenize.TokenError, SyntaxError):

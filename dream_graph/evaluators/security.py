@@ -7,14 +7,13 @@ import asyncio
 import atexit
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
 
-from dream_graph.evaluators.base import AST_LOCK, EvalInput, finding, parse_module
+from dream_graph.evaluators.base import AST_LOCK, EvalInput, finding, parse_module, python_lines
 from dream_graph.state import Finding
 from dream_graph.workers import pool_size, run_cpu
 
@@ -103,9 +102,6 @@ def scan(
     ]
 
 
-PYTHON_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-
-
 def split_for_workers(code: str, parts: int) -> list[str]:
     """Split a module into `parts` sources that Bandit can scan apart and whose findings add up to the whole's.
 
@@ -128,7 +124,7 @@ def split_for_workers(code: str, parts: int) -> list[str]:
             spans.append((first, last))
     if len(spans) < parts or parts < 2:
         return [code]
-    lines = PYTHON_LINES.findall(code)  # Python's lines: str.splitlines also breaks at \x0c, \x85, \u2028, ...
+    lines = python_lines(code)
     target = sum(b - a + 1 for a, b in spans) / parts
     groups: list[list[tuple[int, int]]] = [[]]
     size = 0

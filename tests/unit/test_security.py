@@ -316,7 +316,7 @@ def test_big_module_spread_over_two_processes_gives_the_same_findings(monkeypatc
 
 def test_a_cycles_evaluators_share_one_parse():
     from dream_graph.evaluators import get_registry
-    from dream_graph.evaluators.base import _parse as parse_module
+    from dream_graph.evaluators.base import _parsed as parse_module
 
     code = "from aineko import AbstractNode\n\n\nclass N(AbstractNode):\n    def _execute(self, params=None):\n        return None\n"
     yaml_text = "pipeline:\n  name: p\n  nodes:\n    n:\n      class: x.N\n  datasets: {}\n"
@@ -339,10 +339,9 @@ def test_a_source_that_does_not_parse_is_parsed_once_and_each_caller_gets_its_ow
     from dream_graph.evaluators import base
 
     calls = []
-    counting = types.SimpleNamespace(parse=lambda code: calls.append(code) or ast.parse(code))
+    counting = types.SimpleNamespace(parse=lambda code: calls.append(code) or ast.parse(code), Module=ast.Module)
     monkeypatch.setattr(base, "ast", counting)  # this module's `ast` only: pytest itself uses ast.parse
-    monkeypatch.setattr(base, "_FAILED", base.OrderedDict())
-    base._parse.cache_clear()
+    base.forget_parses()
     broken = "def f(:\n    pass\n"
     errors = []
     for _ in range(3):
@@ -362,7 +361,7 @@ def test_a_source_that_does_not_parse_is_parsed_once_and_each_caller_gets_its_ow
     assert type(again.value) is type(first.value) and again.value.args == first.value.args
     assert calls == [broken, "x = 1\x00"]
     assert isinstance(base.parse_module("x = 1\n"), ast.Module)
-    for i in range(base.PARSES_KEPT - 2):  # exactly PARSES_KEPT failures kept now: `broken` is the oldest, still there
+    for i in range(base.PARSES_KEPT - 3):  # exactly PARSES_KEPT sources kept now: `broken` is the oldest, still there
         with pytest.raises(SyntaxError):
             base.parse_module(f"x = ({i}\n")
     with pytest.raises(SyntaxError):
@@ -372,9 +371,9 @@ def test_a_source_that_does_not_parse_is_parsed_once_and_each_caller_gets_its_ow
         base.parse_module("y = (\n")  # one more: the oldest, the NUL source, goes
     with pytest.raises(nul):
         base.parse_module("x = 1\x00")
-    assert calls.count("x = 1\x00") == 2 and len(base._FAILED) == base.PARSES_KEPT
+    assert calls.count("x = 1\x00") == 2 and base._parsed.cache_info().currsize == base.PARSES_KEPT
     base.forget_parses()
-    assert not base._FAILED and base._parse.cache_info().currsize == 0
+    assert base._parsed.cache_info().currsize == 0
 
 
 # One finding at each Bandit confidence level (and three severities), to pin both thresholds at their edges.
