@@ -23,7 +23,7 @@ from dream_graph.aio import run_sync
 from dream_graph.context import Context, run_options
 from dream_graph.docs import check_run_source, count_tokens, docs_for
 from dream_graph.errors import ConfigError
-from dream_graph.evaluators import EvalInput, finding, get_registry, is_blocking
+from dream_graph.evaluators import EvalInput, checks_for, finding, get_registry, is_blocking
 from dream_graph.examples import examples_prompt, validate_examples
 from dream_graph.extract import extract_python, extract_yaml
 from dream_graph.llm import Outcome, acall_models, call_models, load_chain, model_id, resolve_model_spec
@@ -212,7 +212,8 @@ def decide(state: State, config: RunnableConfig) -> dict[str, Any]:
 
 
 def route_evaluators(state: State, config: RunnableConfig) -> list[str]:
-    """A provider error ends the run; a reply fans out to the evaluators this run asked for, in one parallel step."""
+    """A provider error ends the run; a reply fans out to the evaluators this run asked for, in one parallel step
+    (on code that does not parse, only to those that can add to the syntax check's finding)."""
     if state.get("status") == "error":
         return ["record"]
     names = run_options(config).evaluators
@@ -220,7 +221,7 @@ def route_evaluators(state: State, config: RunnableConfig) -> list[str]:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"unknown evaluator(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return [f"evaluate_{n}" for n in names] or ["decide"]
+    return [f"evaluate_{n}" for n in checks_for(names, state.get("code"), known)] or ["decide"]
 
 
 def route_after_decide(state: State) -> Literal["generate", "record"]:

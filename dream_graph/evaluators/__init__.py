@@ -5,6 +5,7 @@ from __future__ import annotations
 from dream_graph.evaluators.base import (
     EvalInput,
     Evaluator,
+    checks_for,
     finding,
     get_evaluator,
     get_registry,
@@ -29,6 +30,7 @@ __all__ = [
     "EvalInput",
     "Evaluator",
     "builtin_evaluators",
+    "checks_for",
     "finding",
     "get_evaluator",
     "get_registry",

@@ -78,7 +78,11 @@ class EvalInput:
 
 @runtime_checkable
 class Evaluator(Protocol):
-    """A check on generated code; an empty list of findings (or only "info" ones) means it passed."""
+    """A check on generated code; an empty list of findings (or only "info" ones) means it passed.
+
+    An evaluator may also set `needs_parse = True`: on code that does not parse it can only repeat the syntax
+    check's finding, so a run that has the syntax check skips it for that cycle (`checks_for`).
+    """
 
     name: str
 
@@ -88,6 +92,27 @@ class Evaluator(Protocol):
 def finding(rule: str, message: str, line: int | None = None, severity: str = "error") -> Finding:
     """Build a finding with the contract's four keys."""
     return {"rule": rule, "line": line, "severity": severity, "message": message}
+
+
+def parses(code: str) -> bool:
+    """Whether `code` parses (the parse is shared with the checks that come next)."""
+    try:
+        parse_module(code)
+    except (SyntaxError, ValueError):  # ValueError: NUL bytes in the source
+        return False
+    return True
+
+
+def checks_for(names: list[str], code: str | None, registry: dict[str, Evaluator]) -> list[str]:
+    """The checks a cycle runs: all of `names`, but when the built-in syntax check is among them and the code is
+    missing or does not parse, not those that need a parse (each would only restate the syntax check's finding, at
+    the cost of a graph step, and for `sandbox` a sandbox)."""
+    from dream_graph.evaluators.syntax import SyntaxEvaluator  # it imports this module
+
+    gated = "syntax" in names and isinstance(registry["syntax"], SyntaxEvaluator)  # a plugin in its place may pass it
+    if not gated or ((code or "").strip() and parses(code)):
+        return names
+    return [n for n in names if not getattr(registry[n], "needs_parse", False)]
 
 
 def is_blocking(f: Finding) -> bool:

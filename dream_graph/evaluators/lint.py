@@ -13,7 +13,7 @@ import tokenize
 from functools import lru_cache
 from typing import Literal
 
-from dream_graph.evaluators.base import EvalInput, finding, parse_module, python_lines
+from dream_graph.evaluators.base import EvalInput, finding, parse_module, parses, python_lines
 from dream_graph.evaluators.ruff_server import RuffServer, RuffServerError, get_server, live_server
 from dream_graph.settings import get_settings
 from dream_graph.state import Finding
@@ -162,15 +162,6 @@ def ignored_for(bandit_skip: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"S{b[1:]}" for b in bandit_skip if b[:1].upper() == "B" and b[1:].isdigit())
 
 
-def parses(code: str) -> bool:
-    """Ruff can neither lint nor fix code that does not parse: a sub-millisecond parse spares a process start."""
-    try:
-        parse_module(code)
-    except (SyntaxError, ValueError):  # ValueError: NUL bytes in the source
-        return False
-    return True
-
-
 SUPPRESSION = re.compile(r"noqa|(?:ruff|flake8)\s*:", re.IGNORECASE)
 """What makes a comment one Ruff obeys: `# noqa[: F821]`, `# ruff: noqa`, `# flake8: noqa`, `# ruff: ignore[...]`."""
 LONE_CR = re.compile(r"\r(?!\n)")
@@ -250,6 +241,7 @@ class LintEvaluator:
     """Ruff (F, S, PLE rules): code-breaking errors fail, style and security are "info" unless the run is stricter."""
 
     name = "lint"
+    needs_parse = True
 
     async def evaluate(self, code: str | None, context: EvalInput) -> list[Finding]:
         if code is None or not code.strip():

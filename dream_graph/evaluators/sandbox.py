@@ -78,6 +78,7 @@ class SandboxEvaluator:
     """Opt-in: does the module import cleanly in a fresh bubblewrap sandbox (never in the service process)?"""
 
     name = "sandbox"
+    needs_parse = True
 
     async def evaluate(self, code: str | None, context: EvalInput) -> list[Finding]:
         if code is None or not code.strip():

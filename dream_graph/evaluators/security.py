@@ -147,6 +147,7 @@ class SecurityEvaluator:
     """Bandit at a configurable severity/confidence threshold (LOW/LOW, B101 skipped, by default)."""
 
     name = "security"
+    needs_parse = True
 
     async def evaluate(self, code: str | None, context: EvalInput) -> list[Finding]:
         if code is None or not code.strip():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
@@ -50,12 +50,18 @@ class Target:
         return self.resource("docs")
 
     def prompt_part(self, name: str) -> str:
-        """A prompt template of this target (`prompts/<name>.md`)."""
-        return self.resource("prompts", f"{name}.md").read_text(encoding="utf-8").strip()
+        """A prompt template of this target (`prompts/<name>.md`), read once like the generic templates."""
+        return _prompt_part(self.package, name)
 
     def evaluators(self) -> list[Evaluator]:
         """This target's checks, in addition to the generic ones (syntax, security, lint)."""
         return [factory() for factory in self.evaluator_factories]
+
+
+@cache
+def _prompt_part(package: str, name: str) -> str:
+    """The file behind `Target.prompt_part` (every run's prompt starts with one: not a file read per run)."""
+    return files(package).joinpath("prompts", f"{name}.md").read_text(encoding="utf-8").strip()
 
 
 def available_targets() -> list[str]:

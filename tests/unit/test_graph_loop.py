@@ -74,10 +74,12 @@ def test_syntax_error_then_pass_sends_fix_with_line_and_rule():
     syntax = next(e for e in first if e["evaluator"] == "syntax")
     assert not syntax["passed"] and syntax["findings"][0]["rule"] == "E999"
     assert syntax["findings"][0]["line"] == 1
-    security = next(e for e in first if e["evaluator"] == "security")
-    assert not security["passed"], "unparsable code must never pass the security check"
+    # the checks that need a parse are not run on it (each would only restate E999): none of them passed it
+    assert sorted(e["evaluator"] for e in first) == ["config", "syntax"]
+    assert {e["evaluator"] for e in state["evaluations"] if e["cycle"] == 2} == set(default_evaluators())
     (fix,) = fix_messages(state)
     assert "[E999] line 1" in fix and "def add(a, b)" in fix
+    assert "not-scanned" not in fix and "not-linted" not in fix
     assert "full response" in fix.lower() or "restate" in fix.lower()
 
 
@@ -101,7 +103,7 @@ def test_fails_every_time_until_max_cycles():
     assert state["stop_reason"] == "max_cycles"
     assert state["cycles"] == 3
     (fix,) = fix_messages(state)  # older attempts are summarised in the latest fix request, not resent
-    assert "attempt 1: config config-missing; lint not-linted; security not-scanned; syntax E999" in fix
+    assert "attempt 1: config config-missing; syntax E999\n" in fix
     assert {e["cycle"] for e in state["evaluations"]} == {1, 2, 3}
 
 
@@ -140,7 +142,8 @@ def test_route_taken_and_evaluators_in_one_parallel_step():
     assert order[:3] == ["retrieve_docs", "build_prompt", "generate"]
     # generate also splits the reply into code and config: the checks run in the very next step
     assert steps["generate"] == [3, 6] and steps["decide"] == [5, 8] and steps["record"] == [9]
-    assert steps["evaluate_syntax"] == steps["evaluate_security"] == [4, 7]
+    assert steps["evaluate_syntax"] == steps["evaluate_config"] == [4, 7]
+    assert steps["evaluate_security"] == steps["evaluate_lint"] == [7], "not on the reply that does not parse"
     assert len(steps) == 4 + 1 + len(default_evaluators()), "docs, prompt, generate, the checks, decide, record"
 
 
@@ -217,3 +220,69 @@ def test_a_registration_that_replaces_a_built_in_stays_in_place(plugins):
     assert get_registry()["syntax"] is quiet and get_registry()["syntax"] is quiet, "not reloaded over on every lookup"
     state = run(fake(NO_CODE), evaluators=["syntax"])
     assert state["status"] == "passed", "the replacement, not the built-in no-code check, ran"
+
+
+class Parsing:
+    """A plugin check that needs a parse (or, with needs_parse False, one that does not) and fails every reply."""
+
+    def __init__(self, name: str, needs_parse: bool | None) -> None:
+        self.name = name
+        if needs_parse is not None:
+            self.needs_parse = needs_parse
+        self.seen: list[str | None] = []
+
+    async def evaluate(self, code, context):
+        self.seen.append(code)
+        return [finding("P1", f"{self.name} saw the code")]
+
+
+@pytest.mark.parametrize(
+    ("code", "parsed"),
+    [
+        (None, False),
+        ("", False),
+        ("  \n", False),
+        ("def f(:\n", False),
+        ("x = 1\x00", False),  # NUL byte: a ValueError, not a SyntaxError
+        ("x = 1\n", True),
+        ("\n", False),
+    ],
+)
+def test_checks_that_need_a_parse_run_only_on_code_that_parses(plugins, code, parsed):
+    from dream_graph.evaluators import checks_for, get_registry
+
+    plugins(Parsing("needy", True))
+    plugins(Parsing("plain", False))
+    plugins(Parsing("unmarked", None))
+    names = ["plain", "security", "syntax", "needy", "lint", "unmarked", "config"]
+    kept = checks_for(names, code, get_registry())
+    assert kept == (names if parsed else ["plain", "syntax", "unmarked", "config"]), "order kept, others dropped"
+    assert checks_for([n for n in names if n != "syntax"], code, get_registry()) == [n for n in names if n != "syntax"]
+
+
+def test_without_the_syntax_check_unparsable_code_still_fails_every_check_that_needs_a_parse():
+    state = run(fake(SYNTAX_ERROR, CLEAN), evaluators=["security", "lint"])
+    first = {e["evaluator"]: e for e in state["evaluations"] if e["cycle"] == 1}
+    assert set(first) == {"security", "lint"}, "no syntax check to say it, so they run and say it themselves"
+    assert not first["security"]["passed"] and first["security"]["findings"][0]["rule"] == "not-scanned"
+    assert not first["lint"]["passed"] and first["lint"]["findings"][0]["rule"] == "not-linted"
+    assert (state["status"], state["cycles"]) == ("passed", 2)
+
+
+def test_a_run_of_only_checks_that_need_a_parse_is_not_passed_by_an_unparsable_reply(plugins):
+    needy = plugins(Parsing("needy", True))
+    state = run(fake(SYNTAX_ERROR, SYNTAX_ERROR.replace("b)", "c)")), evaluators=["syntax", "needy"], max_cycles=2)
+    assert needy.seen == [], "never shown code that does not parse"
+    assert (state["status"], state["stop_reason"]) == ("failed", "max_cycles")
+    assert {e["evaluator"] for e in state["evaluations"]} == {"syntax"}
+
+
+def test_a_plugin_in_place_of_the_syntax_check_does_not_switch_the_parse_gate_on(plugins):
+    from dream_graph.evaluators import checks_for, get_registry
+
+    get_registry()
+    plugins(Noting("syntax", "info"))  # passes everything, code that does not parse included
+    needy = plugins(Parsing("needy", True))
+    assert checks_for(["syntax", "needy"], "def f(:\n", get_registry()) == ["syntax", "needy"]
+    state = run(fake(SYNTAX_ERROR, SYNTAX_ERROR.replace("b)", "c)")), evaluators=["syntax", "needy"], max_cycles=2)
+    assert needy.seen and state["status"] == "failed", "the check that needs a parse ran and failed it"

@@ -157,6 +157,7 @@ class AinekoEvaluator:
     """Runs the code with real Aineko 0.4.0 in the sandbox: config, imports, subclass, construction, test runs."""
 
     name = "aineko"
+    needs_parse = True
 
     async def evaluate(self, code: str | None, context: EvalInput) -> list[Finding]:
         """Findings from the real framework, or one finding saying why it could not check (never a silent pass)."""
