@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ from dream_graph.aio import run_sync
 from dream_graph.context import Context, run_options
 from dream_graph.docs import check_run_source, count_tokens, docs_for
 from dream_graph.errors import ConfigError
-from dream_graph.evaluators import EvalInput, checks_for, finding, get_registry, is_blocking
+from dream_graph.evaluators import EvalInput, Evaluator, checks_for, finding, get_registry, is_blocking
 from dream_graph.examples import examples_prompt, validate_examples
 from dream_graph.extract import extract_python, extract_yaml
 from dream_graph.llm import Outcome, acall_models, call_models, load_chain, model_id, resolve_model_spec
@@ -171,9 +171,8 @@ def generate(state: State, config: RunnableConfig, *, chat_model: BaseChatModel 
     return run_sync(_checkable(state, update, config))
 
 
-def make_evaluator_node(name: str) -> Runnable:
+def make_evaluator_node(name: str, evaluator: Evaluator) -> Runnable:
     """One graph node per evaluator, so each runs as its own parallel branch."""
-    evaluator = get_registry()[name]
 
     async def aevaluate(state: State, config: RunnableConfig) -> dict[str, Any]:
         ctx = run_options(config)
@@ -211,13 +210,16 @@ def decide(state: State, config: RunnableConfig) -> dict[str, Any]:
     return repair_step(dict(state), ctx.max_cycles, ctx.token_budget)
 
 
-def route_evaluators(state: State, config: RunnableConfig) -> list[str]:
+def route_evaluators(
+    state: State, config: RunnableConfig, *, evaluators: Mapping[str, Evaluator] | None = None
+) -> list[str]:
     """A provider error ends the run; a reply fans out to the evaluators this run asked for, in one parallel step
-    (on code that does not parse, only to those that can add to the syntax check's finding)."""
+    (on code that does not parse, only to those that can add to the syntax check's finding). `evaluators`: the
+    graph's own, as its nodes run them (default: the registry's)."""
     if state.get("status") == "error":
         return ["record"]
     names = run_options(config).evaluators
-    known = get_registry()
+    known = get_registry() if evaluators is None else evaluators
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"unknown evaluator(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -341,17 +343,19 @@ def build_graph(
     builder.add_node("build_prompt", _node(*starts, "build_prompt"))
     bodies = partial(generate, chat_model=chat_model), partial(agenerate, chat_model=chat_model)
     builder.add_node("generate", _node(*bodies, "generate"))
-    evaluator_nodes = [f"evaluate_{n}" for n in get_registry()]
-    for node_name in evaluator_nodes:
-        builder.add_node(node_name, make_evaluator_node(node_name.removeprefix("evaluate_")))
-        builder.add_edge(node_name, "decide")
+    evaluators = dict(get_registry())  # the nodes and the routing see the same checks, whatever registers later
+    evaluator_nodes = [f"evaluate_{n}" for n in evaluators]
+    for check, evaluator in evaluators.items():
+        builder.add_node(f"evaluate_{check}", make_evaluator_node(check, evaluator))
+        builder.add_edge(f"evaluate_{check}", "decide")
     builder.add_node("decide", _node(decide_and_record, adecide_and_record, "decide"))
     builder.add_node("record", _node(record, arecord, "record"))
 
     builder.add_edge(START, "retrieve_docs")
     builder.add_edge("retrieve_docs", "build_prompt")
     builder.add_edge("build_prompt", "generate")
-    builder.add_conditional_edges("generate", route_evaluators, [*evaluator_nodes, "decide", "record"])
+    routes = partial(route_evaluators, evaluators=evaluators)
+    builder.add_conditional_edges("generate", routes, [*evaluator_nodes, "decide", "record"])
     builder.add_conditional_edges("decide", route_after_decide, ["generate", "record"])
     builder.add_edge("record", END)
     compiled = close_runs_on_early_end(

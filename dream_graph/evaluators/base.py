@@ -6,6 +6,7 @@ import ast
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -103,16 +104,20 @@ def parses(code: str) -> bool:
     return True
 
 
-def checks_for(names: list[str], code: str | None, registry: dict[str, Evaluator]) -> list[str]:
+def checks_for(names: list[str], code: str | None, evaluators: Mapping[str, Evaluator]) -> list[str]:
     """The checks a cycle runs: all of `names`, but when the built-in syntax check is among them and the code is
     missing or does not parse, not those that need a parse (each would only restate the syntax check's finding, at
-    the cost of a graph step, and for `sandbox` a sandbox)."""
+    the cost of a graph step, and for `sandbox` a sandbox). `evaluators` are the ones the graph's nodes run."""
     from dream_graph.evaluators.syntax import SyntaxEvaluator  # it imports this module
 
-    gated = "syntax" in names and isinstance(registry["syntax"], SyntaxEvaluator)  # a plugin in its place may pass it
-    if not gated or ((code or "").strip() and parses(code)):
+    if "syntax" not in names or type(evaluators["syntax"]) is not SyntaxEvaluator:
+        return names  # a plugin in its place, a subclass included, may pass such code: the others must say it
+    try:
+        if (code or "").strip() and parses(code):
+            return names
+    except (MemoryError, RecursionError):  # the parser gave up (deep nesting): each check reports it, as before
         return names
-    return [n for n in names if not getattr(registry[n], "needs_parse", False)]
+    return [n for n in names if not getattr(evaluators[n], "needs_parse", False)]
 
 
 def is_blocking(f: Finding) -> bool:

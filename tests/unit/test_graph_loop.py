@@ -286,3 +286,53 @@ def test_a_plugin_in_place_of_the_syntax_check_does_not_switch_the_parse_gate_on
     assert checks_for(["syntax", "needy"], "def f(:\n", get_registry()) == ["syntax", "needy"]
     state = run(fake(SYNTAX_ERROR, SYNTAX_ERROR.replace("b)", "c)")), evaluators=["syntax", "needy"], max_cycles=2)
     assert needy.seen and state["status"] == "failed", "the check that needs a parse ran and failed it"
+
+
+def test_a_subclass_of_the_syntax_check_in_its_place_does_not_switch_the_parse_gate_on(plugins):
+    from dream_graph.evaluators import checks_for, get_registry
+    from dream_graph.evaluators.syntax import SyntaxEvaluator, check_syntax
+
+    class Lenient(SyntaxEvaluator):  # E999 reported as info: it passes code that does not parse
+        async def evaluate(self, code, context):
+            return [{**f, "severity": "info"} for f in check_syntax(code)]
+
+    get_registry()
+    plugins(Lenient())
+    assert checks_for(["syntax", "security"], "def f(:\n", get_registry()) == ["syntax", "security"]
+    state = run(fake(SYNTAX_ERROR, CLEAN), evaluators=["syntax", "security", "lint"])
+    first = {e["evaluator"]: e["passed"] for e in state["evaluations"] if e["cycle"] == 1}
+    assert first == {"syntax": True, "security": False, "lint": False}, "security and lint ran and failed it"
+    assert state["cycles"] == 2
+
+
+def test_the_parse_gate_follows_the_checks_the_graph_was_built_with_not_later_registrations(plugins):
+    from dream_graph.evaluators import get_registry
+
+    get_registry()
+    plugins(Noting("syntax", "info"))  # a syntax check that passes everything
+    graph = build_graph(chat_model=fake(SYNTAX_ERROR, CLEAN))
+    reset_registry()  # the built-in syntax check is registered again; the graph's node still runs the plugin
+    state = graph.invoke({"prompt": "x"}, context={"evaluators": ["syntax", "security", "lint"]})
+    first = {e["evaluator"]: e["passed"] for e in state["evaluations"] if e["cycle"] == 1}
+    assert first == {"syntax": True, "security": False, "lint": False}
+    assert (state["status"], state["cycles"]) == ("passed", 2)
+
+
+DEEP = ["x = " + "[1," * 200, "x = " + "-" * 3000 + "1"]  # the parser gives up: MemoryError, RecursionError
+
+
+@pytest.mark.parametrize("code", DEEP)
+def test_code_the_parser_gives_up_on_goes_to_every_check_and_fails_them(code):
+    import ast
+
+    from dream_graph.evaluators import checks_for, get_registry
+
+    with pytest.raises((MemoryError, RecursionError)):  # not a SyntaxError: the case under test
+        ast.parse(code)
+    names = ["syntax", "security", "lint"]
+    assert checks_for(names, code, get_registry()) == names
+    state = run(fake(f"```python\n{code}\n```\n", CLEAN), evaluators=names)
+    first = {e["evaluator"]: e for e in state["evaluations"] if e["cycle"] == 1}
+    assert set(first) == set(names) and not any(e["passed"] for e in first.values())
+    assert first["syntax"]["findings"][0]["rule"] == "evaluator-error"
+    assert (state["status"], state["cycles"]) == ("passed", 2), "the run went on to the repair"
