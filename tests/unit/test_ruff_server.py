@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +81,22 @@ async def test_a_killed_server_is_replaced_and_no_check_is_lost(monkeypatch):
     assert second is not None and second is not first and first.dead
 
 
+def stopped(pid: int, within_s: float = 10.0) -> bool:
+    """Wait until every thread of `pid` is stopped: SIGSTOP wakes one thread, which then stops the others, so on a
+    busy machine another thread can still read and answer a request for a while after kill() returns."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                states.append(stat.rsplit(")", 1)[1].split()[0])
+        if states and all(state == "T" for state in states):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 async def test_a_hung_server_times_out_to_the_cli_and_is_replaced(monkeypatch):
     use_server(monkeypatch, True)
     await lint(UNDEFINED)
@@ -85,6 +104,7 @@ async def test_a_hung_server_times_out_to_the_cli_and_is_replaced(monkeypatch):
     monkeypatch.setattr(ruff_server, "REQUEST_TIMEOUT_S", 0.5)
     os.kill(hung._proc.pid, signal.SIGSTOP)
     try:
+        assert stopped(hung._proc.pid), "the server did not stop"
         found = await asyncio.wait_for(lint(UNDEFINED + "# 2\n"), 20)
         assert found[0]["rule"] == "F821"  # answered by the CLI
         assert hung.dead and "did not answer" in hung.dead, (hung, live_server(), list(hung._recent))
