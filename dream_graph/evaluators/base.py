@@ -82,7 +82,7 @@ class Evaluator(Protocol):
     """A check on generated code; an empty list of findings (or only "info" ones) means it passed.
 
     An evaluator may also set `needs_parse = True`: on code that does not parse it can only repeat the syntax
-    check's finding, so a run that has the syntax check skips it for that cycle (`checks_for`).
+    check's finding, so a run that has the built-in syntax check skips it for that cycle (`checks_for`).
     """
 
     name: str
