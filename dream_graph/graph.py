@@ -210,20 +210,17 @@ def decide(state: State, config: RunnableConfig) -> dict[str, Any]:
     return repair_step(dict(state), ctx.max_cycles, ctx.token_budget)
 
 
-def route_evaluators(
-    state: State, config: RunnableConfig, *, evaluators: Mapping[str, Evaluator] | None = None
-) -> list[str]:
+def route_evaluators(state: State, config: RunnableConfig, *, evaluators: Mapping[str, Evaluator]) -> list[str]:
     """A provider error ends the run; a reply fans out to the evaluators this run asked for, in one parallel step
     (on code that does not parse, only to those that can add to the syntax check's finding). `evaluators`: the
-    graph's own, as its nodes run them (default: the registry's)."""
+    graph's own, as its nodes run them."""
     if state.get("status") == "error":
         return ["record"]
     names = run_options(config).evaluators
-    known = get_registry() if evaluators is None else evaluators
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in evaluators]
     if unknown:
-        raise ConfigError(f"unknown evaluator(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return [f"evaluate_{n}" for n in checks_for(names, state.get("code"), known)] or ["decide"]
+        raise ConfigError(f"unknown evaluator(s) {', '.join(unknown)}; known: {', '.join(sorted(evaluators))}")
+    return [f"evaluate_{n}" for n in checks_for(names, state.get("code"), evaluators)] or ["decide"]
 
 
 def route_after_decide(state: State) -> Literal["generate", "record"]:
